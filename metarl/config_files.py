@@ -1,0 +1,47 @@
+"""Finding experiment configs: ``--config ant_fb.yaml`` (a bare name, from any folder) or a path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The shipped configs: the repository's top-level configs/ folder.
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def shipped_configs() -> list[str]:
+    if not CONFIG_DIR.is_dir():
+        return []
+    return sorted(p.relative_to(CONFIG_DIR).as_posix() for p in CONFIG_DIR.rglob("*.yaml"))
+
+
+def resolve_config(name: str) -> str:
+    """A path that exists, else the shipped config of that name (".yaml" optional)."""
+    if os.path.exists(name):
+        return name
+    for candidate in (name, f"{name}.yaml"):
+        path = CONFIG_DIR / candidate
+        if path.is_file():
+            return str(path)
+    raise FileNotFoundError(
+        f"config {name!r} not found: it is not a file, nor a shipped config; shipped configs: "
+        + ", ".join(shipped_configs())
+    )
+
+
+def resolve_argv(argv: list[str]) -> list[str]:
+    """Replace the value of every --config by the file it names."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config" and i + 1 < len(argv):
+            out += [arg, resolve_config(argv[i + 1])]
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            out.append("--config=" + resolve_config(arg.split("=", 1)[1]))
+        else:
+            out.append(arg)
+        i += 1
+    return out

@@ -1,0 +1,84 @@
+"""Env, collectors and task schedule for one task split, as one checkpointable object.
+
+Kept out of the LightningModule's module tree on purpose: TorchRL envs are nn.Modules, and
+registering one would put its transforms into state_dicts and device moves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+
+from metarl import keys
+from metarl.data.collector import make_collector, make_env
+from metarl.data.policy import ActingPolicy
+from metarl.data.tasks import TaskSampler
+
+
+class Rollouts:
+    """Runs the acting policy on the tasks of one split through a TorchRL collector."""
+
+    def __init__(
+        self,
+        family: Any,
+        tasks: list[Any],
+        policy: ActingPolicy,
+        history_len: int,
+        seed: int,
+        evaluation: bool = False,
+    ) -> None:
+        self.family = family
+        self.tasks = tasks
+        self.policy = policy
+        self.sampler = TaskSampler(len(tasks), seed)
+        self.env, self.schedule = make_env(family, tasks, self.sampler, history_len, seed, evaluation)
+        self.max_episode_steps: int = family.max_episode_steps
+        self._iters: dict[tuple[int, int | None], Any] = {}
+
+    def collect(self, frames: int, mode: str, max_frames_per_traj: int | None = None) -> TensorDictBase:
+        """``frames`` env steps from a fresh reset; an episode that ends early is followed by a new one
+        on a newly drawn task. Returns the flat [frames] batch."""
+        self.policy.set_mode(mode)
+        key = (frames, max_frames_per_traj)
+        if key not in self._iters:
+            self._iters[key] = iter(make_collector(self.env, self.policy, frames, max_frames_per_traj))
+        return next(self._iters[key])
+
+    def run_episode(self, task_id: int, mode: str = "deterministic") -> TensorDictBase:
+        """One whole episode on task ``task_id`` (up to the time limit, or the first termination)."""
+        self.sampler.fixed = task_id
+        try:
+            batch = self.collect(self.max_episode_steps, mode)
+        finally:
+            self.sampler.fixed = None
+        return split_episodes(batch)[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "sampler": self.sampler.state_dict(),
+            "env_rng": self.schedule.unwrapped.np_random.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self.schedule.unwrapped.np_random.bit_generator.state = state["env_rng"]
+
+
+def split_episodes(batch: TensorDictBase) -> list[TensorDictBase]:
+    """Cut a flat collector batch at episode starts (step_count == 0)."""
+    step = batch[keys.STEP_COUNT].reshape(-1)
+    starts = torch.nonzero(step == 0).reshape(-1).tolist()
+    if not starts or starts[0] != 0:
+        starts = [0, *starts]
+    ends = [*starts[1:], batch.shape[0]]
+    return [batch[s:e] for s, e in zip(starts, ends, strict=True)]
+
+
+def episode_returns(batch: TensorDictBase) -> list[tuple[int, float, int]]:
+    """(task_id, return, length) of every episode in a batch; the last one may be cut short."""
+    out = []
+    for ep in split_episodes(batch):
+        out.append((int(ep[keys.TASK_ID][0]), float(ep[keys.REWARD].sum()), int(ep.shape[0])))
+    return out

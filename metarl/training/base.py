@@ -1,0 +1,173 @@
+"""MetaRLBase: what meta-training and adaptation share — the MQL networks and the TD3 update.
+
+The CLI is built on this class (``LightningCLI(MetaRLBase, subclass_mode_model=True)``) so a config
+can name MetaTrainModule or AdaptModule. The nets are LightningModules built from factories
+(dependency injection: the config gives their hyperparameters, this class gives their sizes).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+from tensordict import TensorDictBase
+from torch import Tensor
+
+from metarl import keys
+from metarl.algorithms.proximal import proximal_penalty
+from metarl.algorithms.td3 import actor_loss, critic_loss, smooth_target_action, soft_update_, td3_target
+from metarl.nets import Actor, ContextEncoder, TwinCritic
+
+
+@dataclass(frozen=True)
+class TD3Settings:
+    """TD3 hyperparameters (Fujimoto et al. 2018; values per env in paper Table 1)."""
+
+    gamma: float = 0.99
+    tau: float = 0.005
+    policy_noise: float = 0.3
+    noise_clip: float = 0.5
+    policy_freq: int = 2
+
+
+@dataclass
+class UpdateResult:
+    loss_critic: Tensor
+    loss_actor: Tensor | None
+
+
+class MetaRLBase(pl.LightningModule):
+    """Builds the context encoders, actor, twin critics and their target copies."""
+
+    def build_nets(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        encoder: Callable[[int, int], ContextEncoder],
+        actor: Callable[[int, int, int], Actor],
+        critic: Callable[[int, int, int], TwinCritic],
+        shared_encoder: bool,
+    ) -> None:
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.shared_encoder = shared_encoder
+        # The reference code gives actor and critic a GRU each (MQL issue #3); sharing is an option.
+        self.critic_encoder = encoder(obs_dim, act_dim)
+        self.actor_encoder = self.critic_encoder if shared_encoder else encoder(obs_dim, act_dim)
+        z_dim = self.critic_encoder.hidden_size
+        self.actor = actor(obs_dim, act_dim, z_dim)
+        self.critic = critic(obs_dim, act_dim, z_dim)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_encoder_target = copy.deepcopy(self.critic_encoder).requires_grad_(False)
+        self.actor_encoder_target = (
+            self.critic_encoder_target
+            if shared_encoder
+            else copy.deepcopy(self.actor_encoder).requires_grad_(False)
+        )
+
+    def make_optimizers(self) -> list[torch.optim.Optimizer]:
+        """[critic optimizer, actor optimizer]; with a shared encoder the TD loss alone trains it."""
+        critic_opt = self.critic.make_optimizer([self.critic_encoder])
+        actor_extra = [] if self.shared_encoder else [self.actor_encoder]
+        return [critic_opt, self.actor.make_optimizer(actor_extra)]
+
+    def online_params(self) -> list[Tensor]:
+        mods = [self.actor, self.critic, self.critic_encoder]
+        if not self.shared_encoder:
+            mods.append(self.actor_encoder)
+        return [p for m in mods for p in m.parameters()]
+
+    def _target_pairs(self) -> tuple[list[Tensor], list[Tensor]]:
+        pairs = [
+            (self.actor_target, self.actor),
+            (self.critic_target, self.critic),
+            (self.critic_encoder_target, self.critic_encoder),
+        ]
+        if not self.shared_encoder:
+            pairs.append((self.actor_encoder_target, self.actor_encoder))
+        targets = [p for t, _ in pairs for p in t.parameters()]
+        sources = [p for _, s in pairs for p in s.parameters()]
+        return targets, sources
+
+    def td3_update(
+        self,
+        batch: TensorDictBase,
+        update_index: int,
+        critic_opt: pl.core.optimizer.LightningOptimizer | torch.optim.Optimizer,
+        actor_opt: pl.core.optimizer.LightningOptimizer | torch.optim.Optimizer,
+        td3: TD3Settings,
+        noise: Tensor,
+        weight: Tensor | None = None,
+        prox_coef: Tensor | float | None = None,
+        anchor: tuple[list[Tensor], list[Tensor]] | None = None,
+        prox_half: bool = True,
+    ) -> UpdateResult:
+        """One TD3 step: clipped double-Q critic update; every ``policy_freq`` steps an actor update
+        and Polyak averaging of every target. ``weight`` is the per-sample beta of MQL eq. 19;
+        ``prox_coef`` with ``anchor`` = (critic-side, actor-side) theta_meta adds the proximal term
+        of eqs. 18-19 to each loss. ``noise`` is the unscaled N(0, 1) draw for target smoothing.
+        """
+        obs, action = batch[keys.OBS], batch[keys.ACTION]
+        hist, next_hist = batch[keys.HISTORY], batch[keys.NEXT_HISTORY]
+        next_obs = batch[keys.NEXT_OBS]
+        with torch.no_grad():
+            next_action = self.actor_target(next_obs, self.actor_encoder_target(next_hist))
+            next_action = smooth_target_action(next_action, noise * td3.policy_noise, td3.noise_clip)
+            next_q1, next_q2 = self.critic_target(next_obs, next_action, self.critic_encoder_target(next_hist))
+            target = td3_target(batch[keys.REWARD], batch[keys.TERMINATED], next_q1, next_q2, td3.gamma)
+
+        q1, q2 = self.critic(obs, action, self.critic_encoder(hist))
+        loss_c = critic_loss(q1, q2, target, weight)
+        if prox_coef is not None and anchor is not None:
+            loss_c = loss_c + proximal_penalty(self._critic_side_params(), anchor[0], prox_coef, prox_half)
+        critic_opt.zero_grad()
+        self._backward(loss_c)
+        critic_opt.step()
+
+        loss_a: Tensor | None = None
+        if update_index % td3.policy_freq == 0:
+            # The critic is a fixed function in the actor loss: freezing it keeps its parameters
+            # free of gradients and skips their weight-gradient work.
+            self.critic.requires_grad_(False)
+            self.critic_encoder.requires_grad_(False)
+            try:
+                z_actor = self.actor_encoder(hist)
+                if self.shared_encoder:
+                    z_actor = z_actor.detach()
+                with torch.no_grad():
+                    z_critic = self.critic_encoder(hist)
+                loss_a = actor_loss(self.critic.q1_only(obs, self.actor(obs, z_actor), z_critic), weight)
+                if prox_coef is not None and anchor is not None:
+                    loss_a = loss_a + proximal_penalty(self._actor_side_params(), anchor[1], prox_coef, prox_half)
+                actor_opt.zero_grad()
+                self._backward(loss_a)
+                actor_opt.step()
+            finally:
+                self.critic.requires_grad_(True)
+                self.critic_encoder.requires_grad_(True)
+            soft_update_(*self._target_pairs(), td3.tau)
+        return UpdateResult(loss_c.detach(), None if loss_a is None else loss_a.detach())
+
+    def _backward(self, loss: Tensor) -> None:
+        # Adaptation also runs outside a Trainer (inside the validation loop, or from Python).
+        if self._trainer is None:
+            loss.backward()
+        else:
+            self.manual_backward(loss)
+
+    def _critic_side_params(self) -> list[Tensor]:
+        return [*self.critic.parameters(), *self.critic_encoder.parameters()]
+
+    def _actor_side_params(self) -> list[Tensor]:
+        extra = [] if self.shared_encoder else list(self.actor_encoder.parameters())
+        return [*self.actor.parameters(), *extra]
+
+    def anchor_params(self) -> tuple[list[Tensor], list[Tensor]]:
+        """theta_meta: detached copies of (critic-side, actor-side) parameters, for eqs. 18-19."""
+        return (
+            [p.detach().clone() for p in self._critic_side_params()],
+            [p.detach().clone() for p in self._actor_side_params()],
+        )

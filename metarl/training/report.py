@@ -1,0 +1,41 @@
+"""The meta-test report: a per-task table, the mean with a 95% CI, and the same as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from metarl.training.evaluation import TaskResult, summarize
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    lines = [f"{'task':>6} {'pre-adapt':>12} {'post-adapt':>12}"]
+    for row in summary["tasks"]:
+        lines.append(f"{row['task']:>6} {row['return_pre_adapt']:>12.2f} {row['return_post_adapt']:>12.2f}")
+    for key in ("return_pre_adapt", "return_post_adapt"):
+        s = summary[key]
+        lines.append(f"{key}: {s['mean']:.2f}  95% CI [{s['ci95_low']:.2f}, {s['ci95_high']:.2f}]  (n={s['n_tasks']})")
+    return "\n".join(lines)
+
+
+def report_test(module: Any, results: list[TaskResult]) -> dict[str, Any]:
+    """Print the table and write ``meta_test.json`` next to the checkpoint (or in the log dir)."""
+    summary = summarize(results)
+    summary.update({"family": module.family.name, "env_steps": module.env_steps})
+    trainer = module._trainer
+    ckpt = getattr(trainer, "ckpt_path", None) if trainer is not None else None
+    if ckpt:
+        out_dir = os.path.dirname(os.path.abspath(ckpt))
+    elif trainer is not None and trainer.log_dir:
+        out_dir = trainer.log_dir
+    else:
+        out_dir = os.getcwd()
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "meta_test.json")
+    summary["checkpoint"] = ckpt
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=2)
+    print(format_table(summary))
+    print(f"meta-test results written to {path}")
+    return summary
