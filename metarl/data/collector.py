@@ -14,6 +14,8 @@ from typing import Any
 from torchrl.collectors import Collector
 from torchrl.envs import Compose, DoubleToFloat, GymWrapper, StepCounter, TransformedEnv
 
+__all__ = ["StepCounter", "make_collector", "make_env"]
+
 from metarl.data.history import HistoryTransform
 from metarl.data.tasks import TaskIdTransform, TaskScheduleWrapper
 
@@ -36,7 +38,8 @@ def make_env(
         GymWrapper(schedule),
         Compose(
             DoubleToFloat(),  # MuJoCo observes float64; the nets are float32
-            StepCounter(),
+            # Also cuts episodes short when asked (the MQL cold start), by truncation.
+            StepCounter(max_steps=family.max_episode_steps),
             TaskIdTransform(schedule),
             HistoryTransform(history_len, family.obs_dim, family.act_dim),
         ),
@@ -44,12 +47,7 @@ def make_env(
     return env, schedule
 
 
-def make_collector(
-    env: TransformedEnv,
-    policy: Callable[..., Any],
-    frames_per_batch: int,
-    max_frames_per_traj: int | None = None,
-) -> Collector:
+def make_collector(env: TransformedEnv, policy: Callable[..., Any], frames_per_batch: int) -> Collector:
     """An in-process collector that resets at every iteration (whole episodes, exact resume)."""
     return Collector(
         env,
@@ -57,7 +55,6 @@ def make_collector(
         frames_per_batch=frames_per_batch,
         total_frames=-1,
         reset_at_each_iter=True,
-        max_frames_per_traj=max_frames_per_traj,
         # History is a transform of the env, not of the policy: nothing to register.
         auto_register_policy_transforms=False,
     )

@@ -12,7 +12,7 @@ import torch
 from tensordict import TensorDictBase
 
 from metarl import keys
-from metarl.data.collector import make_collector, make_env
+from metarl.data.collector import StepCounter, make_collector, make_env
 from metarl.data.policy import ActingPolicy
 from metarl.data.tasks import TaskSampler
 
@@ -35,16 +35,17 @@ class Rollouts:
         self.sampler = TaskSampler(len(tasks), seed)
         self.env, self.schedule = make_env(family, tasks, self.sampler, history_len, seed, evaluation)
         self.max_episode_steps: int = family.max_episode_steps
-        self._iters: dict[tuple[int, int | None], Any] = {}
+        self._step_counter = next(t for t in self.env.transform if isinstance(t, StepCounter))
+        self._iters: dict[int, Any] = {}
 
-    def collect(self, frames: int, mode: str, max_frames_per_traj: int | None = None) -> TensorDictBase:
-        """``frames`` env steps from a fresh reset; an episode that ends early is followed by a new one
-        on a newly drawn task. Returns the flat [frames] batch."""
+    def collect(self, frames: int, mode: str, episode_cap: int | None = None) -> TensorDictBase:
+        """``frames`` env steps from a fresh reset; an episode that ends (or reaches ``episode_cap``
+        steps) is followed by a new one on a newly drawn task. Returns the flat [frames] batch."""
         self.policy.set_mode(mode)
-        key = (frames, max_frames_per_traj)
-        if key not in self._iters:
-            self._iters[key] = iter(make_collector(self.env, self.policy, frames, max_frames_per_traj))
-        return next(self._iters[key])
+        self._step_counter.max_steps = min(episode_cap or self.max_episode_steps, self.max_episode_steps)
+        if frames not in self._iters:
+            self._iters[frames] = iter(make_collector(self.env, self.policy, frames))
+        return next(self._iters[frames])
 
     def run_episode(self, task_id: int, mode: str = "deterministic") -> TensorDictBase:
         """One whole episode on task ``task_id`` (up to the time limit, or the first termination)."""

@@ -1,0 +1,299 @@
+"""Pooled multi-task replay: one TorchRL tensor storage split into per-task ring regions.
+
+Task k owns the flat rows ``[k * cap, (k + 1) * cap)`` (cap = ``capacity_per_task``); each region
+is a FIFO ring written in time order. Sampling draws flat row indices by arithmetic on the
+per-task ``cursor``/``size`` counters and gathers the GRU history windows from the neighbouring
+rows (:func:`metarl.data.history.gather_history`), so histories are never stored and memory is
+O(transitions) whatever the history length H (stack notes §3).
+
+Write contract (checked by :meth:`MultiTaskReplay.extend`; it makes the windows exact): an
+episode's transitions are written in order from ``step_count`` 0, with no other episode of the
+same task in between, and a task's episode ids increase. A window entry is valid iff its row holds
+the same episode at the expected earlier step, so an episode whose oldest steps were overwritten
+keeps its surviving transitions, with zeros where the lost steps were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+from torchrl.data import TensorStorage
+
+from metarl import keys
+from metarl.data.history import gather_history
+
+_VERSION = 1
+
+
+def _name(key: str | tuple[str, ...]) -> str:
+    return ".".join(key) if isinstance(key, tuple) else key
+
+
+def _layout(obs_dim: int, act_dim: int) -> dict[Any, tuple[tuple[int, ...], torch.dtype]]:
+    """Per stored key (keys.STORED_KEYS order): (per-transition shape, dtype)."""
+    f32, i64, flag = torch.float32, torch.int64, torch.bool
+    return {
+        keys.OBS: ((obs_dim,), f32), keys.ACTION: ((act_dim,), f32), keys.TASK_ID: ((), i64),
+        keys.STEP_COUNT: ((), i64), keys.EPISODE: ((), i64), keys.NEXT_OBS: ((obs_dim,), f32),
+        keys.REWARD: ((1,), f32), keys.TERMINATED: ((1,), flag), keys.TRUNCATED: ((1,), flag),
+        keys.DONE: ((1,), flag),
+    }
+
+
+def _check_int(owner: str, name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{owner}: {name} must be an int >= {low}, got {value!r}")
+    return value
+
+
+def _kind(d: torch.dtype) -> str:
+    """Casting is allowed within a kind (float64 -> float32, int32 -> int64), never across kinds."""
+    return "bool" if d == torch.bool else "float" if d.is_floating_point else "complex" if d.is_complex else "int"
+
+
+class MultiTaskReplay:
+    """FIFO replay of ``n_tasks`` rings of ``capacity_per_task`` transitions each (keys.STORED_KEYS)."""
+
+    def __init__(self, n_tasks: int, capacity_per_task: int, obs_dim: int, act_dim: int, history_len: int,
+                 device: str | torch.device = "cpu") -> None:
+        owner = "MultiTaskReplay"
+        self.n_tasks = _check_int(owner, "n_tasks", n_tasks, 1)
+        self.capacity_per_task = _check_int(owner, "capacity_per_task", capacity_per_task, 1)
+        self.obs_dim = _check_int(owner, "obs_dim", obs_dim, 1)
+        self.act_dim = _check_int(owner, "act_dim", act_dim, 1)
+        self.history_len = _check_int(owner, "history_len", history_len, 1)
+        self.device = torch.device(device)
+        self._layout = _layout(obs_dim, act_dim)
+        n = n_tasks * capacity_per_task
+        self._data = TensorDict(
+            {k: torch.zeros((n, *shape), dtype=dt, device=self.device) for k, (shape, dt) in self._layout.items()},
+            batch_size=[n], device=self.device,
+        )
+        self._data[keys.EPISODE].fill_(-1)  # never-written rows match no episode (ids are >= 0)
+        # Pre-allocated (zeros, not torch.empty): unwritten rows are deterministic, which keeps
+        # state comparisons and the validity mask of the history gather exact.
+        self._storage = TensorStorage(self._data, device=self.device)
+        self._cursor = torch.zeros(n_tasks, dtype=torch.int64)  # next ring position to write, per task
+        self._size = torch.zeros(n_tasks, dtype=torch.int64)  # transitions held, per task (<= cap)
+
+    # ----------------------------------------------------------------------------- sizes
+    def size(self, task: int | None = None) -> int:
+        """Transitions held by ``task`` (all tasks if None)."""
+        if task is None:
+            return int(self._size.sum())
+        return int(self._size[self._task_index([task])[0]])
+
+    def __len__(self) -> int:
+        return self.size()
+
+    def bytes_per_transition(self) -> float:
+        """Storage bytes / capacity; does not depend on history_len (windows are gathered, not stored)."""
+        total = sum(t.numel() * t.element_size() for t in self._data.values(include_nested=True, leaves_only=True))
+        return total / (self.n_tasks * self.capacity_per_task)
+
+    def _task_index(self, tasks: Sequence[int] | Tensor | None) -> Tensor:
+        """[K] int64 distinct task ids (sorted), validated; None means all tasks."""
+        if tasks is None:
+            return torch.arange(self.n_tasks)
+        t = torch.as_tensor(tasks).reshape(-1).cpu()
+        if t.numel() == 0 or t.dtype.is_floating_point or t.dtype == torch.bool:
+            raise ValueError(f"MultiTaskReplay: tasks must be a non-empty sequence of ints, got {tasks!r}")
+        if bool(((t < 0) | (t >= self.n_tasks)).any()):
+            raise ValueError(f"MultiTaskReplay: task ids must be in [0, {self.n_tasks - 1}], got {t.tolist()}")
+        return torch.unique(t.to(torch.int64))
+
+    # ----------------------------------------------------------------------------- writing
+    def _validated(self, episode: TensorDictBase) -> TensorDict:
+        """The transitions in storage layout (dtypes cast, on the storage device), or ValueError."""
+        if not isinstance(episode, TensorDictBase):
+            raise ValueError(f"MultiTaskReplay.extend: expected a TensorDict, got {type(episode).__name__}")
+        if episode.batch_dims == 0:
+            episode = episode.unsqueeze(0)
+        if episode.batch_dims != 1:
+            raise ValueError(f"MultiTaskReplay.extend: expected batch shape [n], got {list(episode.batch_size)}")
+        present = set(episode.keys(include_nested=True, leaves_only=True))
+        missing = [_name(k) for k in self._layout if k not in present]
+        if missing:
+            raise ValueError(f"MultiTaskReplay.extend: missing keys {missing} (stored keys: keys.STORED_KEYS)")
+        n = episode.shape[0]
+        out = {}
+        for key, (shape, dtype) in self._layout.items():
+            value = episode.get(key)
+            if tuple(value.shape) != (n, *shape) or _kind(value.dtype) != _kind(dtype):
+                hint = " (use episode_to_replay to convert a TorchRL rollout)" if key == keys.STEP_COUNT else ""
+                raise ValueError(
+                    f"MultiTaskReplay.extend: {_name(key)} has shape {list(value.shape)} dtype {value.dtype}; "
+                    f"expected shape {[n, *shape]} dtype {dtype}{hint}"
+                )
+            out[key] = value.to(device=self.device, dtype=dtype)
+        return TensorDict(out, batch_size=[n], device=self.device)
+
+    def _check_order(self, task: int, episode: Tensor, step: Tensor) -> None:
+        """Each transition continues the task's previous one (same episode, step + 1) or starts a
+        new episode (step 0, larger id): the invariant that makes the history gather exact."""
+        prev = torch.tensor([-1, -2])  # an empty region: the first transition must start an episode
+        if int(self._size[task]) > 0:
+            last = task * self.capacity_per_task + int(self._cursor[task] - 1) % self.capacity_per_task
+            prev = torch.stack([self._data[keys.EPISODE][last], self._data[keys.STEP_COUNT][last]]).cpu()
+        pe, ps = torch.cat([prev[:1], episode[:-1]]), torch.cat([prev[1:], step[:-1]])
+        ok = ((episode == pe) & (step == ps + 1)) | ((step == 0) & (episode > pe))
+        if not bool(ok.all()):
+            i = int((~ok).nonzero()[0])
+            raise ValueError(
+                f"MultiTaskReplay.extend: transition {i} (episode {int(episode[i])}, step_count {int(step[i])}) "
+                f"neither continues task {task}'s previous transition (episode {int(pe[i])}, step_count "
+                f"{int(ps[i])}) nor starts a new episode (step_count 0, larger episode id); write each "
+                "episode in order from step 0, with episode ids increasing per task"
+            )
+
+    def extend(self, episode: TensorDictBase) -> None:
+        """Append transitions [n] of ONE task in time order (stored layout, see keys.py); the task's
+        oldest transitions are overwritten once its ring is full. Nothing is written on error."""
+        data = self._validated(episode)
+        n = data.shape[0]
+        if n == 0:
+            return
+        task_ids = data[keys.TASK_ID].cpu()
+        task = int(task_ids[0])
+        if not 0 <= task < self.n_tasks:
+            raise ValueError(f"MultiTaskReplay.extend: task_id {task} out of range [0, {self.n_tasks - 1}]")
+        if bool((task_ids != task).any()):
+            raise ValueError(f"MultiTaskReplay.extend: one task per call, got task_ids {task_ids.unique().tolist()}")
+        self._check_order(task, data[keys.EPISODE].cpu(), data[keys.STEP_COUNT].cpu())
+        cap = self.capacity_per_task
+        keep = min(n, cap)  # of a write longer than the ring, only the last `cap` rows survive
+        start = int(self._cursor[task]) + n - keep
+        slots = task * cap + (start + torch.arange(keep)) % cap
+        self._storage.set(slots.to(self.device), data[n - keep :])
+        self._cursor[task] = (int(self._cursor[task]) + n) % cap
+        self._size[task] = min(int(self._size[task]) + n, cap)
+
+    # ----------------------------------------------------------------------------- sampling
+    def sample(self, batch_size: int, generator: torch.Generator, tasks: Sequence[int] | Tensor | None = None,
+               recent: int | None = None) -> TensorDict:
+        """[B] transitions drawn uniformly with replacement from the pooled data of ``tasks`` (None:
+        all), so a task is drawn in proportion to what it holds (the MQL pooled buffer).
+        ``recent=k`` restricts each task to its k newest transitions (the MQL per-task snapshot).
+
+        Returns a fresh TensorDict [B] with the stored keys plus ``history`` and ``next.history``
+        [B, H, act_dim + 1 + obs_dim] on the storage device. Randomness: one draw from
+        ``generator`` (never the global RNG), so equal generator states give equal batches.
+        """
+        _check_int("MultiTaskReplay.sample", "batch_size", batch_size, 1)
+        if not isinstance(generator, torch.Generator):
+            raise ValueError(f"MultiTaskReplay.sample: generator must be a torch.Generator, got {generator!r}")
+        task_ids = self._task_index(tasks)
+        avail = self._size[task_ids]
+        if recent is not None:
+            avail = avail.clamp(max=_check_int("MultiTaskReplay.sample", "recent", recent, 1))
+        total = int(avail.sum())
+        if total == 0:
+            raise ValueError(f"MultiTaskReplay.sample: no transitions stored for tasks {task_ids.tolist()}")
+        u = torch.randint(total, (batch_size,), generator=generator, device=generator.device).cpu()
+        ends = avail.cumsum(0)
+        k = torch.searchsorted(ends, u, right=True)  # which selected task each draw falls in
+        j = u - (ends[k] - avail[k])  # rank within that task's selection, 0 = oldest
+        task = task_ids[k]
+        cap = self.capacity_per_task
+        # The selection of task t is its avail[t] newest rows: ring positions cursor - avail ... cursor - 1.
+        slots = (task * cap + (self._cursor[task] - avail[k] + j) % cap).to(self.device)
+        batch = self._storage.get(slots)  # advanced indexing: a copy, never a view of the storage
+        history, next_history = gather_history(
+            self._data[keys.ACTION], self._data[keys.REWARD], self._data[keys.OBS],
+            self._data[keys.STEP_COUNT], self._data[keys.EPISODE], slots, cap, self.history_len,
+        )
+        return batch.set(keys.HISTORY, history).set(keys.NEXT_HISTORY, next_history)
+
+    # ----------------------------------------------------------------------------- checkpoint
+    def _written_slots(self, size: Tensor) -> Tensor:
+        """Flat rows ever written, in row order: a region fills positions 0.. before it wraps."""
+        cap = self.capacity_per_task
+        return torch.cat([t * cap + torch.arange(int(s)) for t, s in enumerate(size.tolist())])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counters and the written rows only (CPU tensors, ints and dicts: torch.load(weights_only=True)-safe)."""
+        rows = self._data[self._written_slots(self._size).to(self.device)].cpu()
+        return {
+            "version": _VERSION, "n_tasks": self.n_tasks, "capacity_per_task": self.capacity_per_task,
+            "obs_dim": self.obs_dim, "act_dim": self.act_dim,
+            "cursor": self._cursor.clone(), "size": self._size.clone(), "data": rows.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; everything is checked before anything is changed (ValueError)."""
+        owner = "MultiTaskReplay.load_state_dict"
+        if not isinstance(state, dict):
+            raise ValueError(f"{owner}: expected a dict, got {type(state).__name__}")
+        need = ("version", "n_tasks", "capacity_per_task", "obs_dim", "act_dim", "cursor", "size", "data")
+        missing = [k for k in need if k not in state]
+        if missing:
+            raise ValueError(f"{owner}: not a MultiTaskReplay state, missing {missing}")
+        if state["version"] != _VERSION:
+            raise ValueError(f"{owner}: state version {state['version']!r}, this code reads {_VERSION}")
+        for name in need[1:5]:
+            if state[name] != getattr(self, name):
+                mine = getattr(self, name)
+                raise ValueError(f"{owner}: checkpoint has {name}={state[name]!r}, this replay has {name}={mine}")
+        cap, shape = self.capacity_per_task, (self.n_tasks,)
+        for name in ("cursor", "size"):
+            t = state[name]
+            if not isinstance(t, Tensor) or tuple(t.shape) != shape or t.dtype != torch.int64:
+                raise ValueError(f"{owner}: {name} must be an int64 tensor of shape {list(shape)}")
+        cursor, size = state["cursor"].cpu(), state["size"].cpu()
+        ok = (size >= 0) & (size <= cap) & (cursor >= 0) & (cursor < cap) & ((size == cap) | (cursor == size))
+        if not bool(ok.all()):
+            raise ValueError(f"{owner}: inconsistent cursor {cursor.tolist()} / size {size.tolist()} (cap {cap})")
+        n = int(size.sum())
+        try:
+            rows = TensorDict(state["data"], batch_size=[n])
+        except Exception as err:
+            raise ValueError(f"{owner}: data is not {n} rows of stored transitions ({err})") from None
+        for key, (kshape, dtype) in self._layout.items():
+            value = rows.get(key, None)
+            if not isinstance(value, Tensor) or tuple(value.shape) != (n, *kshape) or value.dtype != dtype:
+                got = "missing" if value is None else f"{list(value.shape)} {value.dtype}"
+                raise ValueError(f"{owner}: data {_name(key)} is {got}; expected {[n, *kshape]} {dtype}")
+        slots = self._written_slots(size)
+        if bool((rows[keys.TASK_ID].cpu() != torch.div(slots, cap, rounding_mode="floor")).any()):
+            raise ValueError(f"{owner}: task_id of the stored rows does not match their task regions")
+        self._data.zero_()
+        self._data[keys.EPISODE].fill_(-1)
+        self._storage.set(slots.to(self.device), rows.select(*self._layout).to(self.device), set_cursor=False)
+        self._cursor, self._size = cursor.cpu().clone(), size.cpu().clone()  # counters live on the CPU
+
+
+def episode_to_replay(td: TensorDictBase, task_id: int, episode_id: int) -> TensorDict:
+    """A TorchRL rollout / collector batch [n] of ONE episode -> the stored layout [n] (keys.STORED_KEYS).
+
+    Drops everything else (history windows, collector ids, root done flags), squeezes
+    StepCounter's ``step_count`` from [n, 1] to [n], and sets ``task_id`` and ``episode``: the
+    given ``task_id`` overrides any ``task_id`` in ``td`` (adaptation relabels eval episodes).
+    Tensors are shared with ``td``, not copied (``extend`` copies into the storage).
+    """
+    owner = "episode_to_replay"
+    _check_int(owner, "task_id", task_id, 0)
+    _check_int(owner, "episode_id", episode_id, 0)
+    if not isinstance(td, TensorDictBase) or td.batch_dims != 1:
+        raise ValueError(f"{owner}: expected a TensorDict with batch shape [n], got {getattr(td, 'batch_size', td)}")
+    needed = [k for k in keys.STORED_KEYS if k not in (keys.TASK_ID, keys.EPISODE)]
+    present = set(td.keys(include_nested=True, leaves_only=True))
+    missing = [_name(k) for k in needed if k not in present]
+    if missing:
+        raise ValueError(f"{owner}: missing keys {missing}")
+    n = td.shape[0]
+    step = td.get(keys.STEP_COUNT)
+    if tuple(step.shape) == (n, 1):
+        step = step.squeeze(-1)  # StepCounter writes [n, 1]; replay stores t as a scalar per transition
+    if tuple(step.shape) != (n,):
+        raise ValueError(f"{owner}: step_count has shape {list(step.shape)}; expected [n] or [n, 1]")
+    if n > 1 and bool((step[1:] != step[:-1] + 1).any()):
+        raise ValueError(f"{owner}: step_count is not consecutive, so td holds more than one episode; split it first")
+    out = td.select(*needed).clone(recurse=False)
+    out.set(keys.STEP_COUNT, step.to(torch.int64))
+    out.set(keys.TASK_ID, torch.full((n,), task_id, dtype=torch.int64, device=td.device))
+    out.set(keys.EPISODE, torch.full((n,), episode_id, dtype=torch.int64, device=td.device))
+    return out
