@@ -42,14 +42,15 @@ class TaskResult:
 
     def log_extras(self, module: Any) -> None:
         """The beta histogram, for loggers that draw one (W&B)."""
-        if self.stats is None or module.logger is None:
+        if self.stats is None:
             return
-        experiment = getattr(module.logger, "experiment", None)
-        if type(module.logger).__name__ == "WandbLogger" and experiment is not None:
+        for logger in module.loggers:
+            if type(logger).__name__ != "WandbLogger":
+                continue
             import wandb
 
-            experiment.log({"adapt/beta": wandb.Histogram(self.stats.beta.numpy()),
-                            "train/env_steps": module.env_steps})
+            logger.experiment.log({"adapt/beta": wandb.Histogram(self.stats.beta.numpy()),
+                            "eval/env_steps": module.env_steps})
 
 
 def _mean_return(module: MetaTrainModule, task_index: int, n: int) -> tuple[float, list[Any]]:

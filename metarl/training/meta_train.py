@@ -118,8 +118,10 @@ class MetaTrainModule(MetaRLBase):
         return self._eval_rollouts
 
     def train_dataloader(self) -> DataLoader:
+        return iteration_loader(self._start_epoch, self._epoch_continues)
+
+    def _start_epoch(self) -> None:
         self._epoch_start_env_steps = self.env_steps
-        return iteration_loader(self._epoch_continues)
 
     def _epoch_continues(self) -> bool:
         if self.env_steps >= self.total_env_steps:
@@ -150,7 +152,7 @@ class MetaTrainModule(MetaRLBase):
             self.rollouts.sampler.mode = "cycle"
             frames = min(cfg.cold_start_steps - self.env_steps, cfg.episodes_per_iter * self.family.max_episode_steps)
             ep_len = min(cfg.cold_start_episode_len or self.family.max_episode_steps, self.family.max_episode_steps)
-            batch = self.rollouts.collect(max(frames, 1), "random", max_frames_per_traj=ep_len)
+            batch = self.rollouts.collect(max(frames, 1), "random", episode_cap=ep_len)
         else:
             self.rollouts.sampler.mode = "uniform"
             batch = self.rollouts.collect(cfg.episodes_per_iter * self.family.max_episode_steps, "explore")
@@ -221,7 +223,7 @@ class MetaTrainModule(MetaRLBase):
 
         with torch.inference_mode(False), torch.enable_grad():
             result = evaluate_task(self, task_index)
-        self.log_dict(result.scalar_metrics(), batch_size=1)
+        self.log_dict({**result.scalar_metrics(), "eval/env_steps": float(self.env_steps)}, batch_size=1)
         result.log_extras(self)
 
     def test_step(self, task_index: int, batch_idx: int) -> None:
@@ -282,6 +284,18 @@ class MetaTrainModule(MetaRLBase):
         if self._pending_rng is not None:
             set_global_rng_state(self._pending_rng)
             self._pending_rng = None
+
+    def on_fit_start(self) -> None:
+        # W&B charts over env steps (the paper's Fig. 5 axis), not over Lightning's step counter.
+        for logger in self.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                run = logger.experiment
+                run.define_metric("train/env_steps")
+                run.define_metric("eval/env_steps")
+                for prefix in ("train", "time"):
+                    run.define_metric(f"{prefix}/*", step_metric="train/env_steps")
+                for prefix in ("eval", "adapt"):
+                    run.define_metric(f"{prefix}/*", step_metric="eval/env_steps")
 
     def on_train_start(self) -> None:
         random.seed(self.seed)

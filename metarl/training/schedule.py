@@ -14,10 +14,12 @@ class IterationStream(IterableDataset):
     validation loop (adaptation on the eval tasks) and the epoch-end checkpoint.
     """
 
-    def __init__(self, keep_going: Callable[[], bool]) -> None:
+    def __init__(self, start_epoch: Callable[[], None], keep_going: Callable[[], bool]) -> None:
+        self.start_epoch = start_epoch
         self.keep_going = keep_going
 
     def __iter__(self) -> Iterator[int]:
+        self.start_epoch()
         i = 0
         while self.keep_going():
             yield i
@@ -28,12 +30,12 @@ def _identity(x: object) -> object:
     return x
 
 
-def iteration_loader(keep_going: Callable[[], bool]) -> DataLoader:
+def iteration_loader(start_epoch: Callable[[], None], keep_going: Callable[[], bool]) -> DataLoader:
     import torch
 
     # Its own generator: creating the iterator must not draw from the global RNG (exact resume).
     return DataLoader(
-        IterationStream(keep_going),
+        IterationStream(start_epoch, keep_going),
         batch_size=None,
         num_workers=0,
         collate_fn=_identity,

@@ -1,0 +1,78 @@
+"""Resuming from a checkpoint without surprises.
+
+- A missing, truncated or corrupt file, or one that metarl did not write, is an error naming the file.
+- A checkpoint of another task family is an error naming both families.
+- LightningCLI rebuilds the model from the checkpoint's hyperparameters, which would silently drop
+  the user's overrides. metarl applies the ones that are safe to change mid-run (the budget, the
+  evaluation and adaptation settings) and refuses every other difference with a message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: Top-level model arguments that may change when a run resumes: they do not affect the state
+#: carried in the checkpoint (weights, optimizers, replay, RNGs).
+RESUMABLE = ("total_env_steps", "eval", "adapt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # torch raises several types for truncated or garbled files
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read ({type(err).__name__})") from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint")
+    missing = [k for k in ("state_dict", "hyper_parameters", "metarl", "optimizer_states") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} was not written by metarl's MetaTrainModule: missing {missing}")
+    return ckpt
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def merge_for_resume(path: str | Path, ckpt_hparams: dict[str, Any], config_args: dict[str, Any]) -> dict[str, Any]:
+    """The model arguments to resume with: the checkpoint's, plus the resumable changes of the config.
+
+    ``config_args`` are the model's init_args as the config and command line give them.
+    """
+    saved = {k: v for k, v in ckpt_hparams.items() if not k.startswith("_")}
+    saved_family, wanted_family = saved.get("family"), config_args.get("family")
+    if wanted_family is not None and saved_family != wanted_family:
+        raise CheckpointError(
+            f"checkpoint {path} is from task family {saved_family!r}, but the config asks for {wanted_family!r}"
+        )
+    merged = dict(saved)
+    refused = []
+    for key, value in config_args.items():
+        if key.startswith("_") or key not in saved:
+            continue
+        if key in RESUMABLE:
+            merged[key] = value
+            continue
+        old, new = _flatten(saved[key], key), _flatten(value, key)
+        refused += [f"{k}: checkpoint {old.get(k)!r}, config {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                    if old.get(k) != new.get(k)]
+    if refused:
+        raise CheckpointError(
+            f"cannot resume {path} with a different configuration; only {', '.join(RESUMABLE)} may change on "
+            "resume (start a new run to change the rest): " + "; ".join(refused)
+        )
+    return merged
