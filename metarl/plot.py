@@ -38,7 +38,7 @@ def read_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
     return series
 
 
-def _panel(ax, series, names, title) -> bool:  # noqa: ANN001
+def _panel(ax, series, names, title) -> bool:
     drawn = False
     for name in names:
         if name in series:

@@ -7,16 +7,16 @@ import os
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
 
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Callable
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
 
 
-def cli_model(*args: str):  # noqa: ANN201
+def cli_model(*args: str):
     """Build the model of ``python -m metarl fit ARGS`` without running it (hparams stay dicts, as
     in a real run, so checkpoints load with weights_only=True)."""
     from metarl.cli import TRAINER_DEFAULTS, MetaRLCLI
@@ -39,7 +39,7 @@ def cli_model(*args: str):  # noqa: ANN201
 def tiny_cli() -> Callable[..., object]:
     """The point robot with the debug overlay, plus any overrides."""
 
-    def build(*overrides: str):  # noqa: ANN202
+    def build(*overrides: str):
         return cli_model("--config", "point_robot.yaml", "--config", "debug.yaml", *overrides)
 
     return build

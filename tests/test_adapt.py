@@ -17,7 +17,7 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def trained():  # noqa: ANN201
+def trained():
     from tests.conftest import cli_model
 
     model = cli_model("--config", "point_robot.yaml", "--config", "debug.yaml").model
@@ -27,7 +27,7 @@ def trained():  # noqa: ANN201
     return model
 
 
-def _adapt(model, **changes):  # noqa: ANN001, ANN003, ANN202
+def _adapt(model, **changes):
     settings = dataclasses.replace(model.adapt_cfg, **changes)
     adapter = AdaptModule(model, settings, seed=0)
     model.eval_rollouts.policy.use(model.actor, model.actor_encoder)
@@ -37,7 +37,7 @@ def _adapt(model, **changes):  # noqa: ANN001, ANN003, ANN202
     return adapter, stats
 
 
-def test_adapt_moves_the_copy_and_never_the_source(trained) -> None:  # noqa: ANN001
+def test_adapt_moves_the_copy_and_never_the_source(trained) -> None:
     before = _state(trained)
     adapter, stats = _adapt(trained)
     after = _state(trained)
@@ -49,14 +49,14 @@ def test_adapt_moves_the_copy_and_never_the_source(trained) -> None:  # noqa: AN
     assert stats.n_new == trained.family.max_episode_steps
 
 
-def test_lambda_is_one_minus_ess_or_fixed(trained) -> None:  # noqa: ANN001
+def test_lambda_is_one_minus_ess_or_fixed(trained) -> None:
     _, ess_stats = _adapt(trained, old_data_updates=0)
     assert ess_stats.lambda_ == pytest.approx(1 - ess_stats.ess, abs=1e-6)
     _, fixed = _adapt(trained, lambda_mode="fixed", fixed_lambda=0.1)
     assert all(lam == 0.1 for lam in fixed.lambdas)
 
 
-def _actor_after(trained, **changes) -> list[torch.Tensor]:  # noqa: ANN001, ANN003
+def _actor_after(trained, **changes) -> list[torch.Tensor]:
     adapter, _ = _adapt(trained, **changes)
     return [p.detach().clone() for p in adapter.actor.parameters()]
 
@@ -70,19 +70,19 @@ def _actor_after(trained, **changes) -> list[torch.Tensor]:  # noqa: ANN001, ANN
         {"prox_half": False},  # the released code's proximal term without 1/2
     ],
 )
-def test_each_ablation_changes_the_result(trained, changes) -> None:  # noqa: ANN001
+def test_each_ablation_changes_the_result(trained, changes) -> None:
     base = _actor_after(trained)
     ablated = _actor_after(trained, **changes)
     assert any(not torch.equal(a, b) for a, b in zip(base, ablated, strict=True)), f"{changes} changed nothing"
 
 
-def test_same_seed_same_adaptation(trained) -> None:  # noqa: ANN001
+def test_same_seed_same_adaptation(trained) -> None:
     a = _actor_after(trained)
     b = _actor_after(trained)
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def test_adaptation_off_is_td3_context(trained) -> None:  # noqa: ANN001
+def test_adaptation_off_is_td3_context(trained) -> None:
     before = _state(trained)
     result = evaluate_task(trained, 0, adapt=False)
     assert result.stats is None and result.return_post == result.return_pre

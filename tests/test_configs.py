@@ -41,7 +41,7 @@ def test_debug_overlay_shrinks_any_config() -> None:
     assert m.total_env_steps == 600 and m.family.name == "ant-fb"
 
 
-def test_bare_name_from_another_folder(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_bare_name_from_another_folder(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert cli_model("--config", "point_robot").model.family.name == "point-robot"
 

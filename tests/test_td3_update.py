@@ -15,14 +15,14 @@ def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def _filled_module(tiny_cli):  # noqa: ANN001, ANN202
+def _filled_module(tiny_cli):
     model = tiny_cli().model
     model.rollouts.sampler.mode = "cycle"
     model._store(model.rollouts.collect(200, "random"))
     return model
 
 
-def _step(model, update_index: int, **kwargs):  # noqa: ANN001, ANN003, ANN202
+def _step(model, update_index: int, **kwargs):
     critic_opt, actor_opt = model.make_optimizers()
     batch = model.replay.sample(32, torch.Generator().manual_seed(0))
     before = batch.clone()
@@ -32,7 +32,7 @@ def _step(model, update_index: int, **kwargs):  # noqa: ANN001, ANN003, ANN202
     return out
 
 
-def test_critic_only_step_leaves_actor_untouched(tiny_cli) -> None:  # noqa: ANN001
+def test_critic_only_step_leaves_actor_untouched(tiny_cli) -> None:
     model = _filled_module(tiny_cli)
     actor, actor_enc = _params(model.actor), _params(model.actor_encoder)
     critic = _params(model.critic)
@@ -42,7 +42,7 @@ def test_critic_only_step_leaves_actor_untouched(tiny_cli) -> None:  # noqa: ANN
     assert not _same(critic, _params(model.critic))
 
 
-def test_actor_step_leaves_critic_untouched_and_targets_get_no_grad(tiny_cli) -> None:  # noqa: ANN001
+def test_actor_step_leaves_critic_untouched_and_targets_get_no_grad(tiny_cli) -> None:
     model = _filled_module(tiny_cli)
     critic_opt, actor_opt = model.make_optimizers()
     batch = model.replay.sample(32, torch.Generator().manual_seed(0))
@@ -68,7 +68,7 @@ def test_actor_step_leaves_critic_untouched_and_targets_get_no_grad(tiny_cli) ->
             assert not p.requires_grad and p.grad is None
 
 
-def test_targets_move_by_polyak_only_on_actor_steps(tiny_cli) -> None:  # noqa: ANN001
+def test_targets_move_by_polyak_only_on_actor_steps(tiny_cli) -> None:
     model = _filled_module(tiny_cli)
     target = _params(model.critic_target)
     _step(model, update_index=1)
@@ -84,7 +84,7 @@ def test_targets_move_by_polyak_only_on_actor_steps(tiny_cli) -> None:  # noqa: 
     assert not _same(online_before, online_after)
 
 
-def test_batch_has_the_contract_keys(tiny_cli) -> None:  # noqa: ANN001
+def test_batch_has_the_contract_keys(tiny_cli) -> None:
     model = _filled_module(tiny_cli)
     batch = model.replay.sample(8, torch.Generator().manual_seed(0))
     h, d = model.history_len, model.act_dim + 1 + model.obs_dim

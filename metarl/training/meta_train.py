@@ -170,8 +170,11 @@ class MetaTrainModule(MetaRLBase):
         self.env_steps += batch.shape[0]
 
     def _n_updates(self, frames: int) -> int:
-        # The reference updates once per collected step of one episode until the replay holds
+        # No updates during the cold start (the reference collects its random data first); then one
+        # update per collected step of one episode until the replay holds
         # `min_replay_for_full_updates` transitions (MQL reference §2.6), then `updates_per_iter`.
+        if self.env_steps <= self.collect_cfg.cold_start_steps and self.collect_cfg.cold_start_steps > 0:
+            return 0
         if len(self.replay) < self.collect_cfg.min_replay_for_full_updates:
             return max(1, frames // self.collect_cfg.episodes_per_iter)
         return self.updates_per_iter
@@ -196,12 +199,13 @@ class MetaTrainModule(MetaRLBase):
         t2 = time.perf_counter()
         self.iteration += 1
         metrics.update({
-            "train/loss_critic": float(loss_c) / n,
             "train/env_steps": float(self.env_steps),
             "train/updates": float(self.num_updates),
             "time/env_steps_per_s": (self.env_steps - steps_before) / max(t1 - t0, 1e-9),
-            "time/updates_per_s": n / max(t2 - t1, 1e-9),
         })
+        if n:
+            metrics["train/loss_critic"] = float(loss_c) / n
+            metrics["time/updates_per_s"] = n / max(t2 - t1, 1e-9)
         if n_actor:
             metrics["train/loss_actor"] = float(loss_a) / n_actor
         self._check_finite(metrics)
