@@ -1,0 +1,114 @@
+"""The 2-D point robots of PEARL ``point_robot.py``: point-robot (dense reward, goals in [-1, 1]^2)
+and sparse-point-robot (goals on the unit semicircle, reward only within 0.2 of the goal).
+
+PEARL meta-trains sparse-point-robot's policy on the dense reward and evaluates (and builds the
+context) on the sparse one: ``evaluation=True`` makes the sparse reward the reward; ``info`` always
+carries both.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import EzPickle
+
+from metarl.envs.base import (
+    FamilySpec,
+    Params,
+    Task,
+    TaskEnvMixin,
+    check_keys,
+    check_vector,
+    horizon_option,
+    seed_option,
+    split_options,
+)
+
+MAX_STEP = 0.1  # the reference's action box; [-1, 1] is scaled onto it, as NormalizedBoxEnv does
+GOAL_RADIUS = 0.2
+
+
+class PointEnv(TaskEnvMixin, EzPickle, gym.Env):
+    """Position control on the plane: p <- p + a; r = -|p - goal|_2; never terminates."""
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012  (gymnasium's class-level convention)
+
+    def __init__(self, family: str, task: Task, options: Any, evaluation: bool = False,
+                 render_mode: str | None = None) -> None:
+        EzPickle.__init__(self, family=family, task=task, options=dict(options), evaluation=evaluation,
+                          render_mode=render_mode)
+        self.render_mode = render_mode
+        self.sparse = family == "sparse-point-robot"
+        self.observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float64)
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self._state = np.zeros(2)
+        self._goal = np.zeros(2)
+        self._init_task(family, task, evaluation)
+
+    def _apply_task(self, params: dict[str, Any]) -> None:
+        self._goal = params["goal"]
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed, options=options)
+        # Dense: a uniform start in the unit square; sparse: always the origin.
+        self._state = np.zeros(2) if self.sparse else self.np_random.uniform(-1.0, 1.0, size=2)
+        return self._state.copy(), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, float]]:
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (2,):
+            raise ValueError(f"{self.family_name}: action must have shape (2,), got {a.shape}")
+        self._state = self._state + np.clip(a, -1.0, 1.0) * MAX_STEP
+        dx, dy = self._state - self._goal
+        dense = -math.sqrt(dx * dx + dy * dy)
+        if not self.sparse:
+            return self._state.copy(), dense, False, False, {}
+        # Reference: the dense reward masked to the goal radius, plus 1 inside it.
+        sparse = dense + 1.0 if dense >= -GOAL_RADIUS else 0.0
+        info = {"dense_reward": dense, "sparse_reward": sparse}
+        return self._state.copy(), sparse if self.evaluation else dense, False, False, info
+
+
+def check_goal(params: Params) -> dict[str, Any]:
+    check_keys(params, ("goal",))
+    return {"goal": check_vector(params, "goal", 2, -1.0, 1.0)}
+
+
+def sample_square(options: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    # PEARL: np.random.seed(1337), then per goal one x draw and one y draw.
+    n_train, n_eval = options["n_train_tasks"], options["n_eval_tasks"]
+    rng = np.random.RandomState(options["seed"])
+    tasks = [{"goal": (float(rng.uniform(-1.0, 1.0)), float(rng.uniform(-1.0, 1.0)))} for _ in range(n_train + n_eval)]
+    return tasks[:n_train], tasks[n_train:]
+
+
+def sample_semicircle(options: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    # PEARL: evenly spaced angles on [0, pi], rows shuffled after np.random.seed(1337).
+    n_train, n_eval = options["n_train_tasks"], options["n_eval_tasks"]
+    angles = np.linspace(0.0, np.pi, num=n_train + n_eval)
+    goals = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    np.random.RandomState(options["seed"]).shuffle(goals)
+    tasks = [{"goal": (float(x), float(y))} for x, y in goals]
+    return tasks[:n_train], tasks[n_train:]
+
+
+def _options() -> dict[str, Any]:
+    return {**split_options(80, 20), "seed": seed_option(1337, "PEARL's fixed np.random.seed"), **horizon_option(20)}
+
+
+FAMILIES = {
+    "point-robot": FamilySpec(
+        name="point-robot", options=_options(), sample=sample_square, env_class=PointEnv, check=check_goal,
+        obs_dim=lambda _: 2, act_dim=2,
+        reference="PEARL katerakelly/oyster rlkit/envs/point_robot.py PointEnv, configs/point-robot.json",
+    ),
+    "sparse-point-robot": FamilySpec(
+        name="sparse-point-robot", options=_options(), sample=sample_semicircle, env_class=PointEnv,
+        check=check_goal, obs_dim=lambda _: 2, act_dim=2,
+        reference="PEARL katerakelly/oyster rlkit/envs/point_robot.py SparsePointEnv, configs/sparse-point-robot.json",
+    ),
+}
