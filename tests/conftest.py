@@ -23,15 +23,21 @@ def cli_model(*args: str):
     from metarl.config_files import resolve_argv
     from metarl.training.base import MetaRLBase
 
-    cli = MetaRLCLI(
-        MetaRLBase,
-        subclass_mode_model=True,
-        trainer_defaults=TRAINER_DEFAULTS,
-        parser_kwargs={"parser_mode": "omegaconf+"},
-        save_config_callback=None,
-        args=resolve_argv(list(args)),
-        run=False,
-    )
+    import sys
+
+    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees pytest's own arguments
+    try:
+        cli = MetaRLCLI(
+            MetaRLBase,
+            subclass_mode_model=True,
+            trainer_defaults=TRAINER_DEFAULTS,
+            parser_kwargs={"parser_mode": "omegaconf+"},
+            save_config_callback=None,
+            args=resolve_argv(list(args)),
+            run=False,
+        )
+    finally:
+        sys.argv = argv
     return cli
 
 

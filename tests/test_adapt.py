@@ -27,13 +27,17 @@ def trained():
     return model
 
 
+_EPISODES: dict[int, object] = {}
+
+
 def _adapt(model, **changes):
+    """Adapt a fresh copy on the same new-task episode every time (the eval env's RNG moves on)."""
+    if id(model) not in _EPISODES:
+        model.eval_rollouts.policy.use(model.actor, model.actor_encoder)
+        _EPISODES[id(model)] = model.eval_rollouts.run_episode(0)
     settings = dataclasses.replace(model.adapt_cfg, **changes)
     adapter = AdaptModule(model, settings, seed=0)
-    model.eval_rollouts.policy.use(model.actor, model.actor_encoder)
-    torch.manual_seed(0)
-    episode = model.eval_rollouts.run_episode(0)
-    stats = adapter.adapt(episode)
+    stats = adapter.adapt(_EPISODES[id(model)])
     return adapter, stats
 
 

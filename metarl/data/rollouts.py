@@ -44,7 +44,12 @@ class Rollouts:
         self.policy.set_mode(mode)
         self._step_counter.max_steps = min(episode_cap or self.max_episode_steps, self.max_episode_steps)
         if frames not in self._iters:
+            # Building a collector resets the env and runs the policy once (to shape its buffers);
+            # that must not consume task draws, env or noise randomness, or a resumed run would diverge.
+            state, policy_state = self.state_dict(), self.policy.state_dict()
             self._iters[frames] = iter(make_collector(self.env, self.policy, frames))
+            self.load_state_dict(state)
+            self.policy.load_state_dict(policy_state)
         return next(self._iters[frames])
 
     def run_episode(self, task_id: int, mode: str = "deterministic") -> TensorDictBase:
