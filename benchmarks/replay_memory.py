@@ -12,52 +12,23 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import tensordict
 import torch
-import torchrl
 from tensordict import TensorDict
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # runnable as a script from a checkout without installing metarl
 
+from benchmarks.common import provenance, stamp  # noqa: E402
 from metarl import keys  # noqa: E402
 from metarl.data.replay import MultiTaskReplay  # noqa: E402
 
 OBS_DIM, ACT_DIM, N_TASKS, EPISODE_LEN, BATCH = 27, 8, 2, 200, 256  # Ant-FB: 2 tasks, 200-step episodes
 HISTORY_LENS = (10, 20, 40)
-
-
-def git_commit() -> dict[str, object]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-
-    try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-    except (OSError, subprocess.CalledProcessError) as err:  # e.g. before the first commit
-        msg = err.stderr.strip() if isinstance(err, subprocess.CalledProcessError) else str(err)
-        return {"commit": None, "commit_error": msg}
-
-
-def script_path() -> str:
-    """This script as run from the repository root, when it lies inside it."""
-    path = Path(sys.argv[0]).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else sys.argv[0]
-
-
-def machine() -> dict[str, object]:
-    return {
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-        "torchrl": torchrl.__version__, "tensordict": tensordict.__version__,
-    }
 
 
 def episode(task: int, ep: int, gen: torch.Generator) -> TensorDict:
@@ -101,6 +72,37 @@ def measure(history_len: int, transitions: int) -> dict[str, float]:
     }
 
 
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    hs = [r["history_len"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    ax.plot(hs, [r["bytes_per_transition"] for r in rows], "-o", label="metarl replay storage (measured)")
+    ax.plot(hs, [r["checkpoint_bytes_per_transition"] for r in rows], "--s",
+            label="metarl replay in a checkpoint (measured)")
+    ax.plot(hs, [r["bytes_per_transition"] + r["stored_history_bytes_per_transition"] for r in rows], ":^",
+            color="grey", label="if both GRU windows were stored (computed)")
+    for r in rows:
+        ax.annotate(f"{r['bytes_per_transition']:.0f} B", (r["history_len"], r["bytes_per_transition"]),
+                    textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xticks(hs)
+    ax.set_xlabel("GRU history length H")
+    ax.set_ylabel("bytes per stored transition (log scale)")
+    ax.set_title(f"Replay memory per transition against H (Ant-FB sizes, {result['transitions']} transitions)",
+                 fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.text(0.99, 0.01, stamp(result), ha="right", va="bottom", fontsize=7, color="grey")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transitions", type=int, default=20_000)
@@ -125,14 +127,12 @@ def main() -> None:
         "obs_dim": OBS_DIM, "act_dim": ACT_DIM, "n_tasks": N_TASKS, "transitions": args.transitions,
         "bytes_per_transition_independent_of_history_len": True,
         "rows": rows,
-        "machine": machine(),
-        **git_commit(),
-        "command": shlex.join([Path(sys.executable).name, script_path(), *sys.argv[1:]]),
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **provenance(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    plot(result, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -5,14 +5,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from metarl.cli_errors import ConfigError
+
 #: The shipped configs: the repository's top-level configs/ folder.
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigNotFoundError(ConfigError, FileNotFoundError):
+    """A --config that is neither a file nor a shipped config."""
 
 
 def shipped_configs() -> list[str]:
     if not CONFIG_DIR.is_dir():
         return []
-    return sorted(p.relative_to(CONFIG_DIR).as_posix() for p in CONFIG_DIR.rglob("*.yaml"))
+    # Top level only: configs/sweeps/ holds W&B sweep definitions, not experiment configs.
+    return sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
 
 
 def resolve_config(name: str) -> str:
@@ -23,7 +30,7 @@ def resolve_config(name: str) -> str:
         path = CONFIG_DIR / candidate
         if path.is_file():
             return str(path)
-    raise FileNotFoundError(
+    raise ConfigNotFoundError(
         f"config {name!r} not found: it is not a file, nor a shipped config; shipped configs: "
         + ", ".join(shipped_configs())
     )

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from metarl.nets.mlp import mlp
+from metarl.nets.optim import adam
 
 
 class Actor(pl.LightningModule):
@@ -48,4 +49,4 @@ class Actor(pl.LightningModule):
     def make_optimizer(self, extra: Iterable[nn.Module] = ()) -> torch.optim.Optimizer:
         """Adam over this actor and the modules trained by its loss (its context encoder)."""
         params = list(self.parameters()) + [p for m in extra for p in m.parameters()]
-        return torch.optim.Adam(params, lr=self.lr)
+        return adam(params, lr=self.lr)

@@ -32,6 +32,17 @@ class TD3Settings:
     noise_clip: float = 0.5
     policy_freq: int = 2
 
+    def validate(self) -> None:
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"td3.gamma must be in [0, 1], got {self.gamma}")
+        if not 0 < self.tau <= 1:
+            raise ValueError(f"td3.tau must be in (0, 1], got {self.tau}")
+        for name in ("policy_noise", "noise_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"td3.{name} must be >= 0, got {getattr(self, name)}")
+        if self.policy_freq < 1:
+            raise ValueError(f"td3.policy_freq must be >= 1, got {self.policy_freq}")
+
 
 @dataclass
 class UpdateResult:
@@ -113,13 +124,19 @@ class MetaRLBase(pl.LightningModule):
         obs, action = batch[keys.OBS], batch[keys.ACTION]
         hist, next_hist = batch[keys.HISTORY], batch[keys.NEXT_HISTORY]
         next_obs = batch[keys.NEXT_OBS]
+        # The two target encoders (on the next history) and the critic's (on the history) in one
+        # fused GRU pass when the encoders are fast ContextEncoders; the targets' contexts are
+        # constants (the target nets get no gradient), the critic's is trained by the TD loss.
+        z_next_actor, z_next_critic, z = ContextEncoder.encode_many(
+            [self.actor_encoder_target, self.critic_encoder_target, self.critic_encoder], [next_hist, next_hist, hist]
+        )
         with torch.no_grad():
-            next_action = self.actor_target(next_obs, self.actor_encoder_target(next_hist))
+            next_action = self.actor_target(next_obs, z_next_actor.detach())
             next_action = smooth_target_action(next_action, noise * td3.policy_noise, td3.noise_clip)
-            next_q1, next_q2 = self.critic_target(next_obs, next_action, self.critic_encoder_target(next_hist))
+            next_q1, next_q2 = self.critic_target(next_obs, next_action, z_next_critic.detach())
             target = td3_target(batch[keys.REWARD], batch[keys.TERMINATED], next_q1, next_q2, td3.gamma)
 
-        q1, q2 = self.critic(obs, action, self.critic_encoder(hist))
+        q1, q2 = self.critic(obs, action, z)
         loss_c = critic_loss(q1, q2, target, weight)
         if prox_coef is not None and anchor is not None:
             loss_c = loss_c + proximal_penalty(self._critic_side_params(), anchor[0], prox_coef, prox_half)
@@ -134,11 +151,12 @@ class MetaRLBase(pl.LightningModule):
             self.critic.requires_grad_(False)
             self.critic_encoder.requires_grad_(False)
             try:
-                z_actor = self.actor_encoder(hist)
+                # The critic's context with its just-updated weights (as the reference code) and the
+                # actor's, in one fused GRU pass; the frozen critic encoder gets no gradient.
+                z_critic, z_actor = ContextEncoder.encode_many([self.critic_encoder, self.actor_encoder], hist)
+                z_critic = z_critic.detach()
                 if self.shared_encoder:
                     z_actor = z_actor.detach()
-                with torch.no_grad():
-                    z_critic = self.critic_encoder(hist)
                 loss_a = actor_loss(self.critic.q1_only(obs, self.actor(obs, z_actor), z_critic), weight)
                 if prox_coef is not None and anchor is not None:
                     loss_a = loss_a + proximal_penalty(self._actor_side_params(), anchor[1], prox_coef, prox_half)

@@ -28,7 +28,7 @@ from metarl.envs import make_task_family
 from metarl.nets import Actor, ContextEncoder, TwinCritic
 from metarl.training.adapt_settings import AdaptSettings
 from metarl.training.base import MetaRLBase, TD3Settings
-from metarl.training.checkpoint_state import global_rng_state, set_global_rng_state
+from metarl.training.checkpoint_state import EpochPosition, load_training_state, set_global_rng_state, training_state
 from metarl.training.schedule import iteration_loader, list_loader
 from metarl.training.settings import CollectSettings, EvalSettings
 
@@ -70,6 +70,7 @@ class MetaTrainModule(MetaRLBase):
                                  ("updates_per_iter", updates_per_iter, 1), ("total_env_steps", total_env_steps, 1)):
             if value < low:
                 raise ValueError(f"model.{name} must be >= {low}, got {value}")
+        td3.validate()
         collect.validate()
         eval.validate()
         adapt.validate()
@@ -98,7 +99,7 @@ class MetaTrainModule(MetaRLBase):
         self.num_updates = 0
         self.num_episodes = 0
         self.iteration = 0
-        self._epoch_start_env_steps = 0
+        self.epoch_position = EpochPosition()  # checkpointed: see checkpoint_state.py
         self._pending_rng: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------------------- data
@@ -121,14 +122,17 @@ class MetaTrainModule(MetaRLBase):
         return iteration_loader(self._start_epoch, self._epoch_continues)
 
     def _start_epoch(self) -> None:
-        self._epoch_start_env_steps = self.env_steps
+        self.epoch_position.start(self.env_steps)
 
     def _epoch_continues(self) -> bool:
+        return self.epoch_position.decide(self._next_iteration_in_epoch)
+
+    def _next_iteration_in_epoch(self) -> bool:
         if self.env_steps >= self.total_env_steps:
             if self._trainer is not None:
                 self.trainer.should_stop = True
             return False
-        return self.env_steps - self._epoch_start_env_steps < self.eval_cfg.every_env_steps
+        return self.env_steps - self.epoch_position.start_env_steps < self.eval_cfg.every_env_steps
 
     def val_dataloader(self) -> DataLoader:
         n = len(self.family.eval_tasks)
@@ -187,15 +191,19 @@ class MetaTrainModule(MetaRLBase):
         metrics = self._collect()
         t1 = time.perf_counter()
         n = self._n_updates(self.env_steps - steps_before)
-        loss_c, loss_a, n_actor = torch.zeros(()), torch.zeros(()), 0
+        # Losses are summed on the device: one host sync per iteration (the float() below), none per update.
+        loss_c = loss_a = torch.zeros((), device=self.device)
+        n_actor = 0
         for _ in range(n):
             sample = self.replay.sample(self.batch_size, self.sample_gen).to(self.device)
             noise = torch.randn(sample.shape[0], self.act_dim, generator=self.noise_gen).to(self.device)
             out = self.td3_update(sample, self.num_updates, critic_opt, actor_opt, self.td3, noise)
             self.num_updates += 1
-            loss_c = loss_c + out.loss_critic.cpu()
+            loss_c = loss_c + out.loss_critic
             if out.loss_actor is not None:
-                loss_a, n_actor = loss_a + out.loss_actor.cpu(), n_actor + 1
+                loss_a, n_actor = loss_a + out.loss_actor, n_actor + 1
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # updates/s must time the work, not its queueing
         t2 = time.perf_counter()
         self.iteration += 1
         metrics.update({
@@ -214,12 +222,18 @@ class MetaTrainModule(MetaRLBase):
         self.log_dict({k: v for k, v in metrics.items() if k not in bar}, batch_size=1)
 
     def _check_finite(self, metrics: dict[str, float]) -> None:
+        """Stop on a NaN/inf loss or parameter, before anything is logged or checkpointed (the
+        exception skips this iteration's checkpoint hooks, so the last good checkpoint stays)."""
+        where = (f"at update {self.num_updates}, iteration {self.iteration} (env step {self.env_steps}); "
+                 "training stopped, the last checkpoint is untouched")
         for name in ("train/loss_critic", "train/loss_actor"):
             if name in metrics and not np.isfinite(metrics[name]):
-                raise FloatingPointError(
-                    f"{name} is {metrics[name]} at update {self.num_updates} (env step {self.env_steps}); "
-                    "training stopped, the last checkpoint is untouched"
-                )
+                raise FloatingPointError(f"{name} is {metrics[name]} {where}")
+        params = list(self.named_parameters())
+        # One host sync for all parameters; names are looked up only when something is wrong.
+        if not bool(torch.stack([torch.isfinite(p).all() for _, p in params]).all()):
+            bad = next(name for name, p in params if not torch.isfinite(p).all())
+            raise FloatingPointError(f"parameter {bad} is not finite {where}")
 
     # ----------------------------------------------------------------------------- validation
     def validation_step(self, task_index: int, batch_idx: int) -> None:
@@ -248,41 +262,10 @@ class MetaTrainModule(MetaRLBase):
 
     # ----------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["metarl"] = {
-            "family": self.family.name,
-            "counters": {
-                "env_steps": self.env_steps, "num_updates": self.num_updates,
-                "num_episodes": self.num_episodes, "iteration": self.iteration,
-            },
-            "replay": self.replay.state_dict(),
-            "rollouts": self.rollouts.state_dict(),
-            "eval_rollouts": self.eval_rollouts.state_dict(),
-            "policy": self.policy.state_dict(),
-            "sample_gen": self.sample_gen.get_state(),
-            "noise_gen": self.noise_gen.get_state(),
-            "rng": global_rng_state(),
-        }
+        checkpoint["metarl"] = training_state(self)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("metarl")
-        if state is None:
-            raise ValueError("checkpoint has no 'metarl' section: it was not written by metarl's MetaTrainModule")
-        if state["family"] != self.family.name:
-            raise ValueError(
-                f"checkpoint is from task family {state['family']!r}, but the config asks for {self.family.name!r}"
-            )
-        c = state["counters"]
-        self.env_steps, self.num_updates = int(c["env_steps"]), int(c["num_updates"])
-        self.num_episodes, self.iteration = int(c["num_episodes"]), int(c["iteration"])
-        self.replay.load_state_dict(state["replay"])
-        self.rollouts.load_state_dict(state["rollouts"])
-        self.eval_rollouts.load_state_dict(state["eval_rollouts"])
-        self.policy.load_state_dict(state["policy"])
-        self.sample_gen.set_state(state["sample_gen"])
-        self.noise_gen.set_state(state["noise_gen"])
-        # Global RNGs are restored at the first training step: building dataloader iterators in
-        # between would otherwise consume draws (stack notes §4).
-        self._pending_rng = state["rng"]
+        load_training_state(self, checkpoint.get("metarl"))
 
     def _restore_rng_if_resumed(self) -> None:
         if self._pending_rng is not None:

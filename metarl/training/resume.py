@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from metarl.training.checkpoint_state import STATE_VERSION
+
 #: Top-level model arguments that may change when a run resumes: they do not affect the state
 #: carried in the checkpoint (weights, optimizers, replay, RNGs).
 RESUMABLE = ("total_env_steps", "eval", "adapt")
@@ -30,13 +32,31 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # torch raises several types for truncated or garbled files
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated and cannot be read ({type(err).__name__})") from err
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated and cannot be read ({type(err).__name__})"
+        ) from err
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint")
     missing = [k for k in ("state_dict", "hyper_parameters", "metarl", "optimizer_states") if k not in ckpt]
     if missing:
         raise CheckpointError(f"checkpoint {path} was not written by metarl's MetaTrainModule: missing {missing}")
+    version = ckpt["metarl"].get("version", STATE_VERSION) if isinstance(ckpt["metarl"], dict) else None
+    if version != STATE_VERSION:
+        raise CheckpointError(f"checkpoint {path} has metarl state version {version}; metarl reads {STATE_VERSION}")
     return ckpt
+
+
+def check_resume_run_config(path: str | Path, ckpt: dict[str, Any], seed_everything: Any) -> None:
+    """Run-level settings that a resumed run cannot apply: its random state comes from the checkpoint."""
+    saved = ckpt.get("metarl_run", {}).get("seed_everything")
+    # A random seed (true) or no seeding (false/null) asks for nothing to keep.
+    if isinstance(seed_everything, bool) or seed_everything is None or saved is None or isinstance(saved, bool):
+        return
+    if int(seed_everything) != int(saved):
+        raise CheckpointError(
+            f"cannot resume {path} with seed_everything {seed_everything}: the run was seeded with {saved} and "
+            "its random state comes from the checkpoint (start a new run for another seed)"
+        )
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

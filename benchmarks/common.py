@@ -1,0 +1,94 @@
+"""What every benchmark records next to its numbers: the machine, the commit, the command, the date.
+
+A benchmark's JSON says where and from what code it was measured, so a number in BENCHMARKS.md can
+be traced and rerun (DESIGN.md, quality bar).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> dict[str, Any]:
+    """The commit (full and short) and whether the working tree had uncommitted changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "commit_short": git("rev-parse", "--short", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.CalledProcessError) as err:  # e.g. before the first commit
+        msg = err.stderr.strip() if isinstance(err, subprocess.CalledProcessError) else str(err)
+        return {"commit": None, "commit_error": msg}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    import tensordict
+    import torch
+    import torchrl
+
+    # The load average matters here: the benchmark machine may be shared, and a loaded machine
+    # slows everything down (ratios measured in the same run are less affected than absolutes).
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "platform": platform.platform(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+        "load_avg_1_5_15min": None if load is None else [round(x, 2) for x in load],
+        "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        "torch": torch.__version__, "torchrl": torchrl.__version__, "tensordict": tensordict.__version__,
+    }
+
+
+def script_command() -> str:
+    """The command line that ran this script, relative to the repository root when inside it."""
+    path = Path(sys.argv[0]).resolve()
+    script = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else sys.argv[0]
+    return shlex.join(["python", script, *sys.argv[1:]])
+
+
+def provenance() -> dict[str, Any]:
+    return {
+        "machine": machine(), **git_commit(), "command": script_command(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def stamp(data: dict[str, Any]) -> str:
+    """A one-line caption for plots: the commit and the date."""
+    dirty = "+dirty" if data.get("dirty") else ""
+    return f"metarl {data.get('commit_short') or '?'}{dirty}, {data.get('date_utc', '')[:10]}, " \
+           f"{data.get('machine', {}).get('cpu_count', '?')} CPU cores"
+
+
+def build_module(config: str, *overrides: str) -> Any:
+    """The MetaTrainModule of ``python -m metarl fit --config CONFIG OVERRIDES``, built through the
+    CLI (as tests/conftest.py does) so it has exactly the config's nets and settings."""
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    from metarl.cli import TRAINER_DEFAULTS, MetaRLCLI
+    from metarl.config_files import resolve_argv
+    from metarl.training.base import MetaRLBase
+
+    args = ["--config", f"{config.removesuffix('.yaml')}.yaml", "--trainer.logger=false", *overrides]
+    cli = MetaRLCLI(MetaRLBase, subclass_mode_model=True, trainer_defaults=TRAINER_DEFAULTS,
+                    parser_kwargs={"parser_mode": "omegaconf+"}, save_config_callback=None,
+                    args=resolve_argv(args), run=False)
+    return cli.model

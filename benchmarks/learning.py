@@ -1,0 +1,242 @@
+"""Learning: meta-train a config for several seeds and report the eval return at stated env steps.
+
+Each seed is one ``python -m metarl fit --config CONFIG`` run in its own folder
+(``RUNS_DIR/CONFIG/seedK``); the eval returns (before and after adaptation, mean over the eval
+tasks) are read back from the run's ``metrics.csv`` (the CSVLogger every config enables), so the
+numbers are those the trainer itself logged. Writes ``learning_CONFIG.json`` and ``.png``.
+
+    python benchmarks/learning.py --config point_robot --seeds 0 1 2
+    python benchmarks/learning.py --config cheetah_fb --seeds 0 1 2 --env-steps 50000 --parallel 3
+    python benchmarks/learning.py --config cheetah_fb --seeds 0 1 2 --env-steps 50000 --gather-only  # runs in progress
+    python benchmarks/learning.py --config ant_fb --env-steps 1000000 -- --trainer.accelerator=gpu  # extra fit args
+
+``--resume`` continues each seed from its ``last.ckpt``. A run that stops early is reported with
+the env steps it reached: the JSON never claims a budget that was not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # runnable from a checkout; metarl itself must be importable too
+
+from benchmarks.baselines import BASELINES  # noqa: E402
+from benchmarks.common import git_commit, provenance, stamp  # noqa: E402
+from metarl.plot import read_metrics  # noqa: E402
+
+PRE, POST = "eval/return_pre_adapt", "eval/return_post_adapt"
+# Third-party run of the released MQL code on cheetah-dir (= Cheetah-FB), one seed, post-adaptation
+# eval return (reference notes §6, log_dir/cheetah-dir_mql_dummy/eval.csv at commit 134714a).
+REFERENCE = {
+    "cheetah_fb": {"label": "released MQL code, 1 seed", "points": [
+        (0, -0.2), (10_000, -3.6), (20_000, 134.0), (50_000, 320.0), (100_000, 493.0),
+        (150_000, 693.0), (200_000, 832.0)]},
+}
+
+
+def fit_command(config: str, seed: int, env_steps: int | None, extra: list[str], ckpt: Path | None) -> list[str]:
+    cmd = [sys.executable, "-m", "metarl", "fit", "--config", f"{config}.yaml",
+           f"--seed_everything={seed}", f"--model.init_args.seed={seed}"]
+    if env_steps is not None:
+        cmd.append(f"--model.init_args.total_env_steps={env_steps}")
+    cmd += extra
+    if ckpt is not None:
+        cmd += ["--ckpt_path", str(ckpt)]
+    return cmd
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted(run_dir.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return ckpts[-1] if ckpts else None
+
+
+def launch(run_dir: Path, cmd: list[str], threads: int) -> subprocess.Popen:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # One intra-op thread per run: several seeds share the cores instead of oversubscribing them.
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled"), "PYTHONWARNINGS": "ignore"}
+    shown = shlex.join(["python", *cmd[1:]])
+    info = {"command": shown, "cwd": str(run_dir), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "threads": threads, **git_commit()}  # the code the run imported, which may differ at gather time
+    info_path = run_dir / "bench_run.json"
+    if info_path.exists():  # a resumed run: keep the earlier starts (their commits may differ)
+        previous = json.loads(info_path.read_text())
+        info["previous_starts"] = [*previous.pop("previous_starts", []), previous]
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    log = (run_dir / "fit.log").open("a")
+    print(f"[{run_dir}] {shown}", flush=True)
+    proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc.start_time = time.perf_counter()  # type: ignore[attr-defined]
+    return proc
+
+
+def run_all(jobs: list[tuple[Path, list[str]]], parallel: int, threads: int) -> None:
+    pending, running = list(jobs), []
+    while pending or running:
+        while pending and len(running) < parallel:
+            run_dir, cmd = pending.pop(0)
+            running.append((run_dir, launch(run_dir, cmd, threads)))
+        time.sleep(5)
+        for run_dir, proc in list(running):
+            if proc.poll() is None:
+                continue
+            running.remove((run_dir, proc))
+            info = json.loads((run_dir / "bench_run.json").read_text())
+            info.update(returncode=proc.returncode, wall_s=round(time.perf_counter() - proc.start_time, 1),
+                        ended_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            (run_dir / "bench_run.json").write_text(json.dumps(info, indent=2) + "\n")
+            print(f"[{run_dir}] exit {proc.returncode} after {info['wall_s']} s", flush=True)
+
+
+def gather_run(run_dir: Path, targets: list[int]) -> dict[str, Any]:
+    """The evals a run logged, across resumes (CSVLogger writes one version folder per start)."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    csvs = sorted(run_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
+    for path in csvs:
+        for key, points in read_metrics(path).items():
+            series.setdefault(key, []).extend(points)
+    by_step: dict[int, dict[str, float]] = {}
+    for key, name in ((PRE, "return_pre_adapt"), (POST, "return_post_adapt")):
+        for steps, value in series.get(key, []):
+            by_step.setdefault(int(steps), {})[name] = value  # a resumed run's repeat overrides
+    evals = [{"env_steps": s, **v} for s, v in sorted(by_step.items())]
+    # Every point is stamped with the env-step count of its row, so the largest is how far it got.
+    reached = int(max((s for points in series.values() for s, _ in points), default=0))
+    info_path = run_dir / "bench_run.json"
+    out: dict[str, Any] = json.loads(info_path.read_text()) if info_path.exists() else {"cwd": str(run_dir)}
+    out.update(metrics_csv=[str(p) for p in csvs], env_steps_reached=reached, evals=evals, at={})
+    for target in targets:
+        # The first eval at or after the target: the trainer evaluates at the end of the eval
+        # period, which may overshoot the nominal step by one collection iteration.
+        hit = next((e for e in evals if e["env_steps"] >= target), None)
+        out["at"][str(target)] = hit
+    return out
+
+
+def summarize(runs: list[dict[str, Any]], targets: list[int]) -> dict[str, Any]:
+    summary = {}
+    for target in targets:
+        hits = [r["at"][str(target)] for r in runs if r["at"].get(str(target))]
+        row: dict[str, Any] = {"n_seeds": len(hits), "env_steps": [h["env_steps"] for h in hits]}
+        for name in ("return_post_adapt", "return_pre_adapt"):
+            vals = [h[name] for h in hits if name in h]
+            if vals:
+                row[name] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                             "min": min(vals), "max": max(vals), "values": vals}
+        summary[str(target)] = row
+    return summary
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, run in enumerate(result["runs"]):
+        evals = run["evals"]
+        if not evals:
+            continue
+        c = colors[i % len(colors)]
+        xs = [e["env_steps"] for e in evals]
+        ax.plot(xs, [e.get("return_post_adapt") for e in evals], "-o", color=c, ms=4,
+                label=f"seed {run['seed']}: after adaptation")
+        ax.plot(xs, [e.get("return_pre_adapt") for e in evals], "--", color=c, alpha=0.6,
+                label=f"seed {run['seed']}: before adaptation")
+    ref = REFERENCE.get(result["config"])
+    if ref:
+        xs, ys = zip(*ref["points"], strict=True)
+        reach = max((r["env_steps_reached"] for r in result["runs"]), default=0)
+        keep = [(x, y) for x, y in zip(xs, ys, strict=True) if x <= max(reach, 50_000)]
+        ax.plot(*zip(*keep, strict=True), "k:s", ms=5, label=ref["label"])
+    for (name, value), style in zip((result.get("baselines") or {}).items(), ("-.", "--", ":"), strict=False):
+        ax.axhline(value, color="black", ls=style, lw=1, alpha=0.7, label=f"{name}: {value:.1f}")
+    for target in result["targets"]:
+        ax.axvline(target, color="grey", lw=0.8, alpha=0.4)
+    ax.set_xlabel("env steps (meta-training)")
+    ax.set_ylabel("eval return (mean over eval tasks)")
+    ax.set_title(f"Learning: {result['config']}.yaml, {len(result['runs'])} seed(s)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves stay visible
+    fig.text(0.99, 0.01, stamp(result), ha="right", va="bottom", fontsize=7, color="grey")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="a shipped config name, e.g. point_robot or cheetah_fb")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--env-steps", type=int, default=None, help="meta-training budget (default: the config's)")
+    parser.add_argument("--at", type=int, nargs="*", default=None,
+                        help="env steps to report (default: the budget; an eval must fall there)")
+    parser.add_argument("--parallel", type=int, default=1, help="seeds run at once")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "bench" / "learning")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (the PNG goes next to it)")
+    parser.add_argument("--gather-only", action="store_true", help="read the runs' logs; start nothing")
+    parser.add_argument("--resume", action="store_true", help="continue each seed from its last.ckpt")
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    config = Path(args.config).name.removesuffix(".yaml")
+    if args.parallel < 1 or args.threads < 1:
+        parser.error(f"--parallel and --threads must be >= 1, got {args.parallel} and {args.threads}")
+    targets = args.at if args.at is not None else ([args.env_steps] if args.env_steps else [])
+    out = args.out or ROOT / "benchmarks" / "results" / f"learning_{config}.json"
+    run_dirs = {seed: (args.runs_dir / config / f"seed{seed}").resolve() for seed in args.seeds}
+
+    t0 = time.perf_counter()
+    if not args.gather_only:
+        jobs = []
+        for seed, run_dir in run_dirs.items():
+            ckpt = last_checkpoint(run_dir) if args.resume else None
+            if run_dir.exists() and ckpt is None:
+                # A fresh run: old logs would mix into the numbers.
+                subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+            jobs.append((run_dir, fit_command(config, seed, args.env_steps, extra, ckpt)))
+        run_all(jobs, args.parallel, args.threads)
+
+    runs = []
+    for seed, run_dir in run_dirs.items():
+        run = gather_run(run_dir, targets)
+        run["seed"] = seed
+        budget = args.env_steps
+        run["finished"] = bool(budget and run["env_steps_reached"] >= budget and run.get("returncode") == 0)
+        runs.append(run)
+    result = {
+        "benchmark": "learning", "config": config, "seeds": args.seeds, "env_steps_budget": args.env_steps,
+        "targets": targets, "fit_overrides": extra, "summary": summarize(runs, targets), "runs": runs,
+        "reference": REFERENCE.get(config),
+        "baselines": BASELINES[config]() if config in BASELINES else None,
+        # The runs' own wall times are in runs[*].wall_s; this is this invocation's (gathering only: seconds).
+        "benchmark_wall_s": round(time.perf_counter() - t0, 1), "gather_only": args.gather_only,
+        **provenance(),
+    }
+    # The command that reruns the runs themselves (this one may only have gathered their logs).
+    result["rerun_command"] = result["command"].replace(" --gather-only", "")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, out.with_suffix(".png"))
+    for target, row in result["summary"].items():
+        post = row.get("return_post_adapt")
+        text = f"{post['mean']:.1f} ± {post['std']:.1f} (n={row['n_seeds']})" if post else "no eval reached"
+        print(f"{config} @ {target} env steps: return after adaptation {text}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

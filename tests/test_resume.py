@@ -1,0 +1,79 @@
+"""Exact resume: N updates straight == N/2, then ``fit --ckpt_path``, then N/2 more — the same
+parameters, optimizer states, replay, counters and the same logged losses and evaluations."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+
+from tests.resume_support import assert_same_state, counters, fit, load, metrics, straight_run  # noqa: F401
+
+
+def test_half_then_resume_equals_straight(straight_run: Path, tmp_path: Path) -> None:  # noqa: F811
+    straight = load(straight_run / "ckpt" / "last.ckpt")
+    half = tmp_path / "half"
+    # The first half has half the budget; total_env_steps may change on resume and extends it.
+    fit(half, "--model.init_args.total_env_steps=200")
+    first = load(half / "ckpt" / "last.ckpt")
+    assert 2 * counters(first)["num_updates"] == counters(straight)["num_updates"]
+
+    rest = tmp_path / "rest"
+    fit(rest, f"--ckpt_path={half / 'ckpt' / 'last.ckpt'}")
+    assert_same_state(straight, load(rest / "ckpt" / "last.ckpt"))
+    # Every logged training loss and evaluation of the two halves is the straight run's.
+    assert metrics(half) + metrics(rest) == metrics(straight_run)
+
+
+def test_resume_from_periodic_checkpoint_before_epoch_end(straight_run: Path, tmp_path: Path) -> None:  # noqa: F811
+    # The hardest periodic checkpoint: the iteration right before an epoch ends (Lightning has already
+    # decided that one more iteration runs, then validation).
+    mid_epoch = [(load(p), p) for p in (straight_run / "ckpt").glob("epoch=0-*.ckpt")]
+    mid_epoch = [(c, p) for c, p in mid_epoch if not c["metarl"]["epoch"]["exhausted"]]
+    _, path = max(mid_epoch, key=lambda cp: counters(cp[0])["iteration"])
+
+    out = tmp_path / "resumed"
+    fit(out, f"--ckpt_path={path}")
+    assert_same_state(load(straight_run / "ckpt" / "last.ckpt"), load(out / "ckpt" / "last.ckpt"))
+    resumed = metrics(out)
+    assert resumed == metrics(straight_run)[-len(resumed):]
+    assert any(row["eval/return_post_adapt"] for row in resumed), "the epoch's evaluation was skipped"
+
+
+class SignalAt(pl.Callback):
+    """Sends ``signum`` to this process while iteration ``iteration`` runs."""
+
+    def __init__(self, iteration: int, signum: int = int(signal.SIGINT)) -> None:
+        self.iteration, self.signum = iteration, signum
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
+        if pl_module.iteration + 1 == self.iteration:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("iteration", [5, 11], ids=["mid-epoch", "epoch-end"])
+def test_sigint_checkpoints_and_resumes_exactly(
+    straight_run: Path, tmp_path: Path, iteration: int, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    out = tmp_path / "stopped"
+    signal_at = {"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": iteration}}
+    callback = f"--trainer.callbacks+={json.dumps(signal_at)}"
+    with pytest.raises(SystemExit) as stop:
+        fit(out, callback)
+    assert stop.value.code == 128 + signal.SIGINT
+    err = capsys.readouterr().err
+    assert f"stopped by SIGINT after iteration {iteration}" in err and "Traceback" not in err
+    saved = load(out / "ckpt" / "last.ckpt")
+    # Saved at the end of the interrupted iteration; at an epoch's end, after its validation.
+    assert counters(saved)["iteration"] == iteration
+    assert saved["metarl"]["epoch"]["exhausted"] == (iteration == 11)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+
+    rest = tmp_path / "rest"
+    fit(rest, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
+    assert_same_state(load(straight_run / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
+    assert metrics(out) + metrics(rest) == metrics(straight_run)
