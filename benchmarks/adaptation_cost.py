@@ -8,9 +8,10 @@ adaptation (logistic classifier of eq. 11, ``new_data_updates`` eq.-18 updates o
 The module is the config's (Ant-FB by default), either fresh with its replay filled by the
 config's cold start (random actions, as meta-training starts) or loaded from ``--ckpt``. The cost
 hardly depends on the weights, except through episode lengths (an Ant that falls ends its episode
-early), so the JSON records them. The parts are timed separately, after the headline numbers.
+early), so the JSON records the episode count and time. The parts (episodes, classifier, updates)
+are timed inside the same ``evaluate_task`` calls.
 
-    python benchmarks/adaptation_cost.py [--config ant_fb] [--ckpt runs/.../last.ckpt] [--repeats 1] [-- FIT_ARGS]
+    python benchmarks/adaptation_cost.py [--config ant_fb] [--ckpt runs/.../last.ckpt] [--repeats 2] [-- FIT_ARGS]
 
 Arguments after ``--`` go to the config as in ``python -m metarl fit`` (e.g. ``--config debug.yaml``).
 """
@@ -18,10 +19,12 @@ Arguments after ``--`` go to the config as in ``python -m metarl fit`` (e.g. ``-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,44 +54,64 @@ def load_module(config: str, ckpt: Path | None, fill_steps: int | None, override
     return module
 
 
-def measure(module: Any, repeats: int) -> dict[str, Any]:
-    import torch
-
-    from metarl import keys
+@contextlib.contextmanager
+def part_timers(module: Any) -> Iterator[dict[str, float]]:
+    """Seconds spent in the parts of ``evaluate_task`` while it runs: its episodes, the adaptation
+    and, inside it, the classifier fit. The wrapped calls behave exactly as before."""
     from metarl.training.adapt import AdaptModule
+
+    acc = {"episodes": 0.0, "adaptation": 0.0, "classifier_fit": 0.0, "n_episodes": 0}
+
+    def wrap(fn: Any, key: str) -> Any:
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                acc[key] += time.perf_counter() - t0
+                if key == "episodes":
+                    acc["n_episodes"] += 1
+
+        return timed_call
+
+    rollouts = module.eval_rollouts
+    saved = (AdaptModule.adapt, AdaptModule.fit_classifier)
+    rollouts.run_episode = wrap(rollouts.run_episode, "episodes")
+    AdaptModule.adapt = wrap(saved[0], "adaptation")
+    AdaptModule.fit_classifier = wrap(saved[1], "classifier_fit")
+    try:
+        yield acc
+    finally:
+        del rollouts.run_episode  # back to the class's method
+        AdaptModule.adapt, AdaptModule.fit_classifier = saved
+
+
+def measure(module: Any, repeats: int) -> dict[str, Any]:
     from metarl.training.evaluation import evaluate_task
 
     n_tasks = len(module.family.eval_tasks)
     k = n_tasks if module.eval_cfg.num_tasks is None else min(module.eval_cfg.num_tasks, n_tasks)
-    totals, per_task = [], []
-    for _ in range(repeats):
+    per_task = []
+    for rep in range(repeats):
         for task in range(k):
-            result, seconds = timed(evaluate_task, module, task)
-            totals.append(seconds)
-            per_task.append({"task": task, "seconds": seconds, "return_pre_adapt": result.return_pre,
-                             "return_post_adapt": result.return_post})
-    # The parts, on task 0: one deterministic episode, the whole adaptation, the classifier alone.
-    module.eval_rollouts.policy.use(module.actor, module.actor_encoder)
-    episode, episode_s = timed(module.eval_rollouts.run_episode, 0)
-    adapter = AdaptModule(module, seed=0)
-    with torch.enable_grad():
-        _, adapt_s = timed(adapter.adapt, episode)
-    from metarl.data.replay import MultiTaskReplay, episode_to_replay
-
-    new = MultiTaskReplay(1, episode.shape[0], module.family.obs_dim, module.family.act_dim, module.history_len)
-    new.extend(episode_to_replay(episode, 0, 0))
-    _, classifier_s = timed(AdaptModule(module, seed=0).fit_classifier, new)
+            with part_timers(module) as parts:
+                result, seconds = timed(evaluate_task, module, task)
+            per_task.append({
+                "task": task, "pass": rep + 1, "seconds": seconds,
+                "episodes_s": parts["episodes"], "n_episodes": parts["n_episodes"],
+                "classifier_fit_s": parts["classifier_fit"],
+                "td3_updates_s": parts["adaptation"] - parts["classifier_fit"],
+                "other_s": seconds - parts["episodes"] - parts["adaptation"],
+                "return_pre_adapt": result.return_pre, "return_post_adapt": result.return_post,
+            })
+    totals = [t["seconds"] for t in per_task]
     cfg, a = module.eval_cfg, module.adapt_cfg
     return {
-        "seconds_per_eval_task": {"mean": statistics.fmean(totals), "min": min(totals), "max": max(totals),
-                                  "n": len(totals)},
+        "seconds_per_eval_task": {"median": statistics.median(totals), "mean": statistics.fmean(totals),
+                                  "min": min(totals), "max": max(totals), "n": len(totals)},
+        "parts_seconds_median": {key: statistics.median(t[key] for t in per_task)
+                                 for key in ("episodes_s", "classifier_fit_s", "td3_updates_s", "other_s")},
         "tasks": per_task,
-        "parts_seconds": {
-            "one_episode": episode_s, "episodes_per_task": 2 * cfg.episodes,
-            "adaptation_total": adapt_s, "classifier_fit": classifier_s,
-            "td3_updates": adapt_s - classifier_s,
-        },
-        "episode_len": int(episode.shape[0]), "episode_return": float(episode[keys.REWARD].sum()),
         "settings": {"eval_episodes": cfg.episodes, "eval_tasks": k, "new_data_updates": a.new_data_updates,
                      "old_data_updates": a.old_data_updates, "old_data_batch": a.old_data_batch,
                      "history_len": module.history_len, "replay_transitions": len(module.replay),
@@ -102,25 +125,27 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    parts = result["parts_seconds"]
-    names = [f"{parts['episodes_per_task']} eval episodes", "classifier fit (eq. 11)",
-             "TD3 updates (eqs. 18-19)"]
-    values = [parts["one_episode"] * parts["episodes_per_task"], parts["classifier_fit"], parts["td3_updates"]]
     s = result["settings"]
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    left = 0.0
-    for name, value in zip(names, values, strict=True):
-        ax.barh([0], [value], left=left, label=f"{name}: {value:.1f} s")
-        left += value
-    total = result["seconds_per_eval_task"]["mean"]
-    ax.barh([1], [total], color="grey", label=f"measured evaluate_task: {total:.1f} s (mean of "
-            f"{result['seconds_per_eval_task']['n']})")
-    ax.set_yticks([0, 1], ["parts (timed separately)", "one eval task"])
+    parts = [("episodes_s", f"{2 * s['eval_episodes']} eval episodes"), ("classifier_fit_s", "classifier fit (eq. 11)"),
+             ("td3_updates_s", f"{s['new_data_updates']} + {s['old_data_updates']} TD3 updates (eqs. 18-19)"),
+             ("other_s", "other")]
+    tasks = result["tasks"]
+    fig, ax = plt.subplots(figsize=(11, 1.9 + 0.45 * len(tasks)))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, t in enumerate(tasks):
+        left = 0.0
+        for j, (key, label) in enumerate(parts):
+            ax.barh([i], [t[key]], left=left, color=colors[j], label=label if i == 0 else None)
+            left += t[key]
+        ax.annotate(f"{t['seconds']:.1f} s", (left, i), xytext=(4, 0), textcoords="offset points", va="center",
+                    fontsize=8)
+    ax.set_yticks(range(len(tasks)), [f"eval task {t['task']}, pass {t['pass']}" for t in tasks])
+    ax.invert_yaxis()
     ax.set_xlabel("seconds")
-    ax.set_title(f"Adaptation cost per eval task: {result['config']}.yaml ({s['new_data_updates']} + "
-                 f"{s['old_data_updates']} updates, old-data batch {s['old_data_batch']}, H={s['history_len']})",
-                 fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2)
+    med = result["seconds_per_eval_task"]["median"]
+    ax.set_title(f"Adaptation cost per eval task, {result['config']}.yaml: median {med:.1f} s "
+                 f"(old-data batch {s['old_data_batch']}, H={s['history_len']})", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.text(0.99, 0.01, stamp(result), ha="right", va="bottom", fontsize=7, color="grey")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=120)
@@ -132,7 +157,7 @@ def main() -> None:
     parser.add_argument("--config", default="ant_fb")
     parser.add_argument("--ckpt", type=Path, default=None, help="a meta-trained checkpoint (default: fresh)")
     parser.add_argument("--fill-steps", type=int, default=None, help="cold-start env steps (default: the config's)")
-    parser.add_argument("--repeats", type=int, default=1, help="passes over the eval tasks")
+    parser.add_argument("--repeats", type=int, default=2, help="passes over the eval tasks")
     # One thread by default: on a shared machine, torch's default (all cores) oversubscribes them and
     # the timing measures the contention (10x slower here), not metarl.
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default, all cores)")
@@ -154,9 +179,10 @@ def main() -> None:
               "checkpoint": None if args.ckpt is None else str(args.ckpt), "fit_overrides": extra,
               "setup_seconds": fill_s, **measure(module, args.repeats),
               **provenance()}
-    p = result["parts_seconds"]
-    print(f"{result['seconds_per_eval_task']['mean']:.2f} s per eval task (episode {p['one_episode']:.2f} s, "
-          f"classifier {p['classifier_fit']:.2f} s, updates {p['td3_updates']:.2f} s)")
+    p = result["parts_seconds_median"]
+    print(f"{result['seconds_per_eval_task']['median']:.2f} s per eval task, median of "
+          f"{result['seconds_per_eval_task']['n']} (episodes {p['episodes_s']:.2f} s, classifier "
+          f"{p['classifier_fit_s']:.2f} s, updates {p['td3_updates_s']:.2f} s, other {p['other_s']:.2f} s)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     plot(result, args.out.with_suffix(".png"))

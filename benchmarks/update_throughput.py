@@ -11,15 +11,16 @@ critics, policy delay 2, Polyak averaging, Adam), four GRUs (actor, critic and b
 - ``metarl``: ``MetaTrainModule.td3_update`` of the module that ``python -m metarl fit --config
   ant_fb.yaml`` builds, with its own optimizers (``make_optimizers``): the default fast path.
 - ablations of metarl, to show what each part of the fast path buys (same code, switches off):
-  ``metarl_no_fast`` (``encoder.fast: false`` and a plain ``torch.optim.Adam``: the update as it
-  was before the fast path) and ``metarl_fused_gru_only`` (fused GRU, plain Adam).
+  ``metarl_fast_off`` (``encoder.fast: false`` and a plain ``torch.optim.Adam``: the update as it
+  was before the fast path) and ``metarl_plain_adam`` (fused GRU path, plain Adam).
 
 All loops train on the same pre-drawn random batches (the shapes and keys of a replay sample) and
 the same target-smoothing noise; replay sampling is excluded from every loop. They run in rounds,
 interleaved (the order rotates each round), so a shared machine's load hits them alike; the
-per-round ratio metarl / naive is the result, with its spread over the rounds.
+per-round ratio metarl / naive is the result, with its spread over the rounds. ``--threads 2 1``
+measures at each torch intra-op thread count in turn (all loops alike).
 
-    python benchmarks/update_throughput.py [--rounds 7] [--updates 200] [--threads N]
+    python benchmarks/update_throughput.py [--rounds 7] [--updates 200] [--threads N [N ...]] [--no-ablations]
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 
 from pytorch_lightning.cli import LightningCLI
 
-from metarl.cli_errors import ConfigError, describe_instantiation_error, describe_parse_error
+from metarl.cli_errors import ConfigError, describe_instantiation_error, describe_parse_error, innermost_error
 from metarl.config_files import resolve_argv
 from metarl.tracking import apply_wandb_mode, place_sweep_run, start_wandb
 from metarl.training.base import MetaRLBase
@@ -113,6 +113,9 @@ class MetaRLCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, TypeError, KeyError, ArgumentError) as err:
+            # metarl's checks raise ValueError; anything else from a constructor is a bug: traceback.
+            if not isinstance(innermost_error(err), (ValueError, ArgumentError)):
+                raise
             raise ConfigError(describe_instantiation_error(err)) from err
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:

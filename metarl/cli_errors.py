@@ -38,6 +38,10 @@ def _chain(err: BaseException) -> list[BaseException]:
     return out
 
 
+def innermost_error(err: BaseException) -> BaseException:
+    return _chain(err)[-1]
+
+
 def _class_keys(class_path: str) -> list[str]:
     """The keys a class accepts in its ``init_args``, as jsonargparse sees them."""
     from jsonargparse import ArgumentParser

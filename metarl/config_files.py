@@ -26,10 +26,11 @@ def resolve_config(name: str) -> str:
     """A path that exists, else the shipped config of that name (".yaml" optional)."""
     if os.path.exists(name):
         return name
+    # "configs/ant_fb.yaml" typed outside the repository means the shipped one too.
     for candidate in (name, f"{name}.yaml"):
-        path = CONFIG_DIR / candidate
-        if path.is_file():
-            return str(path)
+        for path in (CONFIG_DIR / candidate, CONFIG_DIR.parent / candidate):
+            if path.is_file():
+                return str(path)
     raise ConfigNotFoundError(
         f"config {name!r} not found: it is not a file, nor a shipped config; shipped configs: "
         + ", ".join(shipped_configs())

@@ -96,9 +96,15 @@ def assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
             assert torch.equal(value, rb["data"][key]), f"replay {key} differs"
 
 
+_STRAIGHT: list[Path] = []
+
+
 @pytest.fixture(scope="session")
 def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The reference: the whole budget in one go, keeping a checkpoint after every iteration."""
-    out = tmp_path_factory.mktemp("straight")
-    fit(out, "--checkpoint.every_n_updates=4", "--checkpoint.save_top_k=-1")
-    return out
+    """The reference: the whole budget in one go, keeping a checkpoint after every iteration.
+    Each test module that imports this fixture gets its own copy of it: one run serves them all."""
+    if not _STRAIGHT:
+        out = tmp_path_factory.mktemp("straight")
+        fit(out, "--checkpoint.every_n_updates=4", "--checkpoint.save_top_k=-1")
+        _STRAIGHT.append(out)
+    return _STRAIGHT[0]

@@ -103,3 +103,22 @@ def test_sweep_runs_get_separate_folders(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     assert checkpoint_dir("a") == tmp_path / "sweeps" / "sw1" / "a" / "checkpoints"
     assert checkpoint_dir("b") != checkpoint_dir("a")
+
+
+@pytest.mark.parametrize(("environ", "offline", "mode"), [
+    ({}, True, None),  # offline by default: the shipped configs say so, nothing overrides it
+    ({"WANDB_MODE": "online"}, False, "online"),  # the user asks
+    ({"WANDB_SWEEP_ID": "sw1"}, False, "online"),  # a sweep needs the server
+    ({"WANDB_SWEEP_ID": "sw1", "WANDB_MODE": "offline"}, True, "offline"),  # unless the user says otherwise
+    ({"WANDB_MODE": "disabled"}, False, "disabled"),  # offline=True would turn "disabled" into "dryrun"
+])
+def test_wandb_mode(environ: dict[str, str], offline: bool, mode: str | None) -> None:
+    from metarl.tracking import apply_wandb_mode
+
+    shipped = yaml.safe_load((CONFIGS / "ant_fb.yaml").read_text())["trainer"]["logger"]
+    wandb_cfg = next(lg for lg in shipped if lg["class_path"].endswith("WandbLogger"))
+    assert wandb_cfg["init_args"]["offline"] is True
+    environ = dict(environ)
+    apply_wandb_mode(shipped, environ)
+    assert wandb_cfg["init_args"]["offline"] is offline
+    assert environ.get("WANDB_MODE") == mode

@@ -114,18 +114,21 @@ class MetaCheckpoint(ModelCheckpoint):
     # ------------------------------------------------------------------ periodic and final saves
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any, **kwargs: Any) -> None:
         self._dirty = True
-        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
         epoch_ends = self._epoch_ends_here(trainer)
+        due = False
         if self.every_n_updates:
             bucket = pl_module.num_updates // self.every_n_updates
             if self._saved_bucket < 0:
                 self._saved_bucket = bucket
             elif bucket > self._saved_bucket:
-                self._saved_bucket = bucket
-                if epoch_ends:
-                    self._deferred = True  # to the epoch-end save, after validation
-                else:
-                    self._save_now(trainer)
+                self._saved_bucket, due = bucket, True
+        if epoch_ends:
+            # Lightning's own step/time-triggered saves would land before validation too.
+            self._deferred = self._deferred or due or bool(self._every_n_train_steps or self._train_time_interval)
+        else:
+            super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+            if due:
+                self._save_now(trainer)
         if self._stop_requested(trainer) and not epoch_ends:
             self._save_if_dirty(trainer)
             # Stop before the next iteration, once this one's metrics have reached the loggers.
@@ -183,6 +186,7 @@ class MetaCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         # After Lightning registered its own SIGTERM handler (it would stop without a checkpoint);
         # Lightning's teardown puts the handlers from before fit back.
+        self._signal, self._stop_now = None, False
         if threading.current_thread() is not threading.main_thread():
             return
         connector = getattr(trainer, "_signal_connector", None)
