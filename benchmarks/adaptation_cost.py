@@ -9,7 +9,8 @@ The module is the config's (Ant-FB by default), either fresh with its replay fil
 config's cold start (random actions, as meta-training starts) or loaded from ``--ckpt``. The cost
 hardly depends on the weights, except through episode lengths (an Ant that falls ends its episode
 early), so the JSON records the episode count and time. The parts (episodes, classifier, updates)
-are timed inside the same ``evaluate_task`` calls.
+are timed inside the same ``evaluate_task`` calls. Seconds depend on the machine's load; the cost
+in meta-training updates (timed just before each task, in the same process) much less.
 
     python benchmarks/adaptation_cost.py [--config ant_fb] [--ckpt runs/.../last.ckpt] [--repeats 2] [-- FIT_ARGS]
 
@@ -86,6 +87,26 @@ def part_timers(module: Any) -> Iterator[dict[str, float]]:
         AdaptModule.adapt, AdaptModule.fit_classifier = saved
 
 
+def update_seconds(module: Any, n: int = 20) -> float:
+    """Seconds per meta-training TD3 update (the config's batch, its optimizers), on a copy of the
+    nets so the module is unchanged: the same-run reference that makes the cost comparable across
+    loads ("one eval task costs as much as N meta-training updates")."""
+    import torch
+
+    from metarl.training.adapt import AdaptModule
+
+    copy = AdaptModule(module, seed=0)
+    critic_opt, actor_opt = copy.make_optimizers()
+    gen = torch.Generator().manual_seed(0)
+    with torch.enable_grad():
+        for i in range(n + 2):  # two warm-up updates (one with the actor step)
+            if i == 2:
+                t0 = time.perf_counter()
+            batch = module.replay.sample(module.batch_size, gen)
+            copy.td3_update(batch, i, critic_opt, actor_opt, module.td3, torch.randn(batch.shape[0], copy.act_dim))
+    return (time.perf_counter() - t0) / n
+
+
 def measure(module: Any, repeats: int) -> dict[str, Any]:
     from metarl.training.evaluation import evaluate_task
 
@@ -94,10 +115,12 @@ def measure(module: Any, repeats: int) -> dict[str, Any]:
     per_task = []
     for rep in range(repeats):
         for task in range(k):
+            update_s = update_seconds(module)  # just before, under the same load
             with part_timers(module) as parts:
                 result, seconds = timed(evaluate_task, module, task)
             per_task.append({
-                "task": task, "pass": rep + 1, "seconds": seconds,
+                "task": task, "pass": rep + 1, "seconds": seconds, "meta_update_s": update_s,
+                "meta_updates_equivalent": seconds / update_s,
                 "episodes_s": parts["episodes"], "n_episodes": parts["n_episodes"],
                 "classifier_fit_s": parts["classifier_fit"],
                 "td3_updates_s": parts["adaptation"] - parts["classifier_fit"],
@@ -111,6 +134,7 @@ def measure(module: Any, repeats: int) -> dict[str, Any]:
                                   "min": min(totals), "max": max(totals), "n": len(totals)},
         "parts_seconds_median": {key: statistics.median(t[key] for t in per_task)
                                  for key in ("episodes_s", "classifier_fit_s", "td3_updates_s", "other_s")},
+        "meta_updates_equivalent_median": statistics.median(t["meta_updates_equivalent"] for t in per_task),
         "tasks": per_task,
         "settings": {"eval_episodes": cfg.episodes, "eval_tasks": k, "new_data_updates": a.new_data_updates,
                      "old_data_updates": a.old_data_updates, "old_data_batch": a.old_data_batch,
@@ -143,7 +167,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("seconds")
     med = result["seconds_per_eval_task"]["median"]
-    ax.set_title(f"Adaptation cost per eval task, {result['config']}.yaml: median {med:.1f} s "
+    ax.set_title(f"Adaptation cost per eval task, {result['config']}.yaml: median {med:.1f} s = "
+                 f"{result['meta_updates_equivalent_median']:.0f} meta-training updates "
                  f"(old-data batch {s['old_data_batch']}, H={s['history_len']})", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.text(0.99, 0.01, stamp(result), ha="right", va="bottom", fontsize=7, color="grey")
@@ -182,7 +207,8 @@ def main() -> None:
     p = result["parts_seconds_median"]
     print(f"{result['seconds_per_eval_task']['median']:.2f} s per eval task, median of "
           f"{result['seconds_per_eval_task']['n']} (episodes {p['episodes_s']:.2f} s, classifier "
-          f"{p['classifier_fit_s']:.2f} s, updates {p['td3_updates_s']:.2f} s, other {p['other_s']:.2f} s)")
+          f"{p['classifier_fit_s']:.2f} s, updates {p['td3_updates_s']:.2f} s, other {p['other_s']:.2f} s) = "
+          f"{result['meta_updates_equivalent_median']:.0f} meta-training updates")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     plot(result, args.out.with_suffix(".png"))
