@@ -24,6 +24,7 @@ TINY = [
     "--model.init_args.eval.every_env_steps=200",
     "--model.init_args.total_env_steps=420",
     "--trainer.enable_model_summary=false",
+    "--trainer.accelerator=cpu",  # bit-exact comparisons: no cuDNN nondeterminism on a GPU machine
 ]
 
 #: The logged columns a resumed run must reproduce (timings excluded).

@@ -62,6 +62,7 @@ def test_sigint_checkpoints_and_resumes_exactly(
     out = tmp_path / "stopped"
     signal_at = {"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": iteration}}
     callback = f"--trainer.callbacks+={json.dumps(signal_at)}"
+    handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(SystemExit) as stop:
         fit(out, callback)
     assert stop.value.code == 128 + signal.SIGINT
@@ -71,7 +72,7 @@ def test_sigint_checkpoints_and_resumes_exactly(
     # Saved at the end of the interrupted iteration; at an epoch's end, after its validation.
     assert counters(saved)["iteration"] == iteration
     assert saved["metarl"]["epoch"]["exhausted"] == (iteration == 11)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    assert signal.getsignal(signal.SIGINT) is handler  # the handler from before the run is back
 
     rest = tmp_path / "rest"
     fit(rest, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
