@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -155,6 +156,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
                 label=f"seed {run['seed']}: after adaptation")
         ax.plot(xs, [e.get("return_pre_adapt") for e in evals], "--", color=c, alpha=0.6,
                 label=f"seed {run['seed']}: before adaptation")
+    by_step: dict[int, list[float]] = {}
+    for run in result["runs"]:
+        for e in run["evals"]:
+            if "return_post_adapt" in e:
+                by_step.setdefault(e["env_steps"], []).append(e["return_post_adapt"])
+    mean = sorted((x, statistics.fmean(v)) for x, v in by_step.items() if len(v) > 1)
+    if mean:
+        ax.plot(*zip(*mean, strict=True), "-", color="black", lw=2.5, alpha=0.6,
+                label="mean over seeds, after adaptation")
     ref = REFERENCE.get(result["config"])
     if ref:
         xs, ys = zip(*ref["points"], strict=True)
@@ -170,10 +180,26 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_title(f"Learning: {result['config']}.yaml, {len(result['runs'])} seed(s)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves stay visible
-    fig.text(0.99, 0.01, stamp(result), ha="right", va="bottom", fontsize=7, color="grey")
+    # The runs' code, which may be older than the code that gathered their logs.
+    commits = sorted({f"{r.get('commit_short', '?')}{'+dirty' if r.get('dirty') else ''}" for r in result["runs"]})
+    caption = f"runs at metarl {', '.join(commits)}; gathered by {stamp(result)}"
+    fig.text(0.99, 0.01, caption, ha="right", va="bottom", fontsize=7, color="grey")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def copy_run_plots(runs: list[dict[str, Any]], out: Path) -> None:
+    """The first seed's own plots (``python -m metarl plot``: returns, lambda / beta / ESS, losses)
+    next to the JSON, for BENCHMARKS.md. A resumed run's last part stands for it."""
+    from metarl.plot import plot_run
+
+    for run in runs:
+        if run["metrics_csv"]:
+            label = f"{out.stem.removeprefix('learning_')} seed {run['seed']}"
+            for png in plot_run(Path(run["metrics_csv"][-1]), label):
+                shutil.copyfile(png, out.with_name(f"{out.stem}_seed{run['seed']}_{png.name}"))
+            return
 
 
 def main() -> None:
@@ -206,7 +232,7 @@ def main() -> None:
             ckpt = last_checkpoint(run_dir) if args.resume else None
             if run_dir.exists() and ckpt is None:
                 # A fresh run: old logs would mix into the numbers.
-                subprocess.run(["rm", "-rf", str(run_dir)], check=True)
+                shutil.rmtree(run_dir)
             jobs.append((run_dir, fit_command(config, seed, args.env_steps, extra, ckpt)))
         run_all(jobs, args.parallel, args.threads)
 
@@ -231,6 +257,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     plot(result, out.with_suffix(".png"))
+    copy_run_plots(runs, out)
     for target, row in result["summary"].items():
         post = row.get("return_post_adapt")
         text = f"{post['mean']:.1f} ± {post['std']:.1f} (n={row['n_seeds']})" if post else "no eval reached"
