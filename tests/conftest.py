@@ -19,11 +19,11 @@ CONFIGS = REPO / "configs"
 def cli_model(*args: str):
     """Build the model of ``python -m metarl fit ARGS`` without running it (hparams stay dicts, as
     in a real run, so checkpoints load with weights_only=True)."""
+    import sys
+
     from metarl.cli import TRAINER_DEFAULTS, MetaRLCLI
     from metarl.config_files import resolve_argv
     from metarl.training.base import MetaRLBase
-
-    import sys
 
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees pytest's own arguments
     try:

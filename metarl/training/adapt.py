@@ -32,6 +32,7 @@ from metarl.algorithms.propensity import (
     prox_coef,
 )
 from metarl.data.replay import MultiTaskReplay, episode_to_replay
+from metarl.nets.optim import adam
 from metarl.training.adapt_settings import AdaptSettings
 from metarl.training.base import MetaRLBase, TD3Settings
 
@@ -123,8 +124,8 @@ class AdaptModule(MetaRLBase):
         lam, ess = self._lambda(beta)
         lambdas = [lam]
         opts = [
-            torch.optim.Adam(self._critic_side_params(), lr=cfg.lr),
-            torch.optim.Adam(self._actor_side_params(), lr=cfg.lr),
+            adam(self._critic_side_params(), lr=cfg.lr),
+            adam(self._actor_side_params(), lr=cfg.lr),
         ]
         n_new = len(new_data)
         for i in range(cfg.new_data_updates):
