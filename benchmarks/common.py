@@ -19,14 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> dict[str, Any]:
-    """The commit (full and short) and whether the working tree had uncommitted changes."""
+    """The commit (full and short) and whether the code had uncommitted changes."""
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 
     try:
         return {"commit": git("rev-parse", "HEAD"), "commit_short": git("rev-parse", "--short", "HEAD"),
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+                # Results files do not change what is measured; any other uncommitted change does.
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"))}
     except (OSError, subprocess.CalledProcessError) as err:  # e.g. before the first commit
         msg = err.stderr.strip() if isinstance(err, subprocess.CalledProcessError) else str(err)
         return {"commit": None, "commit_error": msg}

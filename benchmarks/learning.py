@@ -65,7 +65,9 @@ def launch(run_dir: Path, cmd: list[str], threads: int) -> subprocess.Popen:
     run_dir.mkdir(parents=True, exist_ok=True)
     # One intra-op thread per run: several seeds share the cores instead of oversubscribing them.
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled"), "PYTHONWARNINGS": "ignore"}
+           "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled"), "PYTHONWARNINGS": "ignore",
+           # The run imports this checkout's metarl even where it is not pip-installed.
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     shown = shlex.join(["python", *cmd[1:]])
     info = {"command": shown, "cwd": str(run_dir), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "threads": threads, **git_commit()}  # the code the run imported, which may differ at gather time

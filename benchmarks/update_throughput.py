@@ -18,7 +18,9 @@ All loops train on the same pre-drawn random batches (the shapes and keys of a r
 the same target-smoothing noise; replay sampling is excluded from every loop. They run in rounds,
 interleaved (the order rotates each round), so a shared machine's load hits them alike; the
 per-round ratio metarl / naive is the result, with its spread over the rounds. ``--threads 2 1``
-measures at each torch intra-op thread count in turn (all loops alike).
+measures at each torch intra-op thread count in turn (all loops alike). At each thread count the
+GEMM floor of metarl's update is measured too (``benchmarks/gemm_floor.py``): the time its matrix
+multiplies alone take, an upper bound on the updates/s of any implementation of the same update.
 
     python benchmarks/update_throughput.py [--rounds 7] [--updates 200] [--threads N [N ...]] [--no-ablations]
 """
@@ -43,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # runnable from a checkout
 
 from benchmarks.common import build_module, provenance, stamp  # noqa: E402
+from benchmarks.gemm_floor import gemm_floor  # noqa: E402
 from metarl import keys  # noqa: E402
 
 CONFIG = "ant_fb"
@@ -233,6 +236,17 @@ def measure(loops: dict[str, Any], inputs: dict[str, Any], rounds: int, updates:
     }
 
 
+def floor_of(loop: MetarlLoop, batches: list[TensorDict], n_updates: int) -> dict[str, Any]:
+    """metarl's update with everything but its GEMMs free: an upper bound on any implementation
+    of the same update at this thread count (``benchmarks/gemm_floor.py``). ``n_updates`` covers one
+    policy-delay cycle, so the actor step is counted at its real frequency."""
+    def step() -> None:
+        for i in range(n_updates):
+            loop.update(batches[i % len(batches)], i)
+
+    return gemm_floor(step, n_updates)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -269,7 +283,8 @@ def main() -> None:
     for n in threads:
         torch.set_num_threads(n)
         print(f"torch threads {n}:", flush=True)
-        by_threads[str(n)] = measure(loops, inputs, args.rounds, args.updates, args.warmup)
+        by_threads[str(n)] = res = measure(loops, inputs, args.rounds, args.updates, args.warmup)
+        res["gemm_floor"] = floor_of(loops["metarl"], batches, sizes["policy_freq"])
     torch.set_num_threads(default_threads)
 
     result = {
@@ -301,6 +316,11 @@ def main() -> None:
                 rr = res["ratio_to_naive"][name]
                 line += f"   x{rr['median']:.2f} naive (rounds x{rr['min']:.2f}-x{rr['max']:.2f})"
             print(line)
+        floor, naive = res["gemm_floor"], res["updates_per_s"]["naive"]["median"]
+        bound = floor["updates_per_s_bound"]
+        print(f"  GEMM floor: {floor['seconds_per_update'] * 1e3:.2f} ms per update "
+              f"({floor['gemm_gflop_per_update']:.2f} GFLOP) -> at most {bound:.0f} updates/s = "
+              f"x{bound / naive:.2f} naive for any implementation")
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
@@ -321,6 +341,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
         for i, k in enumerate(names):
             label = f"{med[i]:.0f}/s" + (f"\nx{res['ratio_to_naive'][k]['median']:.2f}" if k != "naive" else "")
             ax.text(i, med[i] * 0.5, label, ha="center", va="center", color="white", fontsize=9)
+        bound, naive = res["gemm_floor"]["updates_per_s_bound"], res["updates_per_s"]["naive"]["median"]
+        ax.axhline(bound, color="tab:red", ls="--", lw=1, label=f"GEMM floor: at most {bound:.0f}/s")
+        ax.axhline(3 * naive, color="k", ls=":", lw=1, label=f"3x naive = {3 * naive:.0f}/s")
+        ax.legend(fontsize=7, loc="upper left")
         ax.set_ylabel("updates / s (median of rounds; bars: min-max)")
         ax.set_title(f"torch threads {n}", fontsize=9)
         ax.tick_params(axis="x", labelsize=7)

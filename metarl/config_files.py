@@ -7,8 +7,18 @@ from pathlib import Path
 
 from metarl.cli_errors import ConfigError
 
-#: The shipped configs: the repository's top-level configs/ folder.
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+def _config_dir() -> Path:
+    """The repository's top-level configs/ in a source checkout; in an installed wheel, the same
+    files packaged as ``metarl.configs`` (pyproject.toml maps the folder there)."""
+    checkout = Path(__file__).resolve().parent.parent / "configs"
+    if checkout.is_dir():
+        return checkout
+    return Path(__file__).resolve().parent / "configs"
+
+
+#: The shipped configs.
+CONFIG_DIR = _config_dir()
 
 
 class ConfigNotFoundError(ConfigError, FileNotFoundError):
