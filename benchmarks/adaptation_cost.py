@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # runnable from a checkout
 
-from benchmarks.common import build_module, provenance, stamp  # noqa: E402
+from benchmarks.common import build_module, provenance, save_figure, write_results  # noqa: E402
 
 
 def timed(fn: Any, *args: Any) -> tuple[Any, float]:
@@ -171,10 +170,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
                  f"{result['meta_updates_equivalent_median']:.0f} meta-training updates "
                  f"(old-data batch {s['old_data_batch']}, H={s['history_len']})", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.text(0.99, 0.01, stamp(result), ha="right", va="bottom", fontsize=7, color="grey")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, result)
 
 
 def main() -> None:
@@ -209,10 +205,7 @@ def main() -> None:
           f"{result['seconds_per_eval_task']['n']} (episodes {p['episodes_s']:.2f} s, classifier "
           f"{p['classifier_fit_s']:.2f} s, updates {p['td3_updates_s']:.2f} s, other {p['other_s']:.2f} s) = "
           f"{result['meta_updates_equivalent_median']:.0f} meta-training updates")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    write_results(result, args.out, plot)
 
 
 if __name__ == "__main__":

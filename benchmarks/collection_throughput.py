@@ -17,7 +17,6 @@ machine's load affects them alike; the ratios are the result, the absolute rates
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # runnable from a checkout
 
-from benchmarks.common import build_module, provenance, stamp  # noqa: E402
+from benchmarks.common import build_module, provenance, save_figure, write_results  # noqa: E402
 
 LOOPS = ("raw", "collector_random", "collector_policy")
 
@@ -108,10 +107,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_title("Collection throughput (in brackets: ratio to raw gymnasium, median over rounds)", fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     ax.grid(axis="y", alpha=0.3)
-    fig.text(0.99, 0.01, stamp(result), ha="right", va="bottom", fontsize=7, color="grey")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, result)
 
 
 def main() -> None:
@@ -136,10 +132,7 @@ def main() -> None:
               f"policy/raw {row['ratio_collector_policy_to_raw']:.3f}", flush=True)
         rows.append(row)
     result = {"benchmark": "collection_throughput", "rows": rows, **provenance()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    write_results(result, args.out, plot)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ be traced and rerun (DESIGN.md, quality bar).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +95,21 @@ def build_module(config: str, *overrides: str) -> Any:
                     parser_kwargs={"parser_mode": "omegaconf+"}, save_config_callback=None,
                     args=resolve_argv(args), run=False)
     return cli.model
+
+
+def save_figure(fig: Any, path: Path, result: dict[str, Any]) -> None:
+    """Stamp a benchmark's figure with its provenance, save it as PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.text(0.99, 0.01, stamp(result), ha="right", va="bottom", fontsize=7, color="grey")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_results(result: dict[str, Any], out: Path, plot: Callable[[dict[str, Any], Path], None]) -> None:
+    """Write a benchmark's JSON to ``out`` and its PNG next to it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")

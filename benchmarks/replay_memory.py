@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from tensordict import TensorDict
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # runnable as a script from a checkout without installing metarl
 
-from benchmarks.common import provenance, stamp  # noqa: E402
+from benchmarks.common import provenance, save_figure, write_results  # noqa: E402
 from metarl import keys  # noqa: E402
 from metarl.data.replay import MultiTaskReplay  # noqa: E402
 
@@ -97,10 +96,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
                  fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.text(0.99, 0.01, stamp(result), ha="right", va="bottom", fontsize=7, color="grey")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, result)
 
 
 def main() -> None:
@@ -129,10 +125,7 @@ def main() -> None:
         "rows": rows,
         **provenance(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    write_results(result, args.out, plot)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from metarl.nets.mlp import mlp
-from metarl.nets.optim import adam
+from metarl.nets.optim import adam_over
 
 
 class Actor(pl.LightningModule):
@@ -48,5 +48,4 @@ class Actor(pl.LightningModule):
 
     def make_optimizer(self, extra: Iterable[nn.Module] = ()) -> torch.optim.Optimizer:
         """Adam over this actor and the modules trained by its loss (its context encoder)."""
-        params = list(self.parameters()) + [p for m in extra for p in m.parameters()]
-        return adam(params, lr=self.lr)
+        return adam_over(self, extra, self.lr)

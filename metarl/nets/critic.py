@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from metarl.nets.mlp import mlp
-from metarl.nets.optim import adam
+from metarl.nets.optim import adam_over
 
 
 class TwinCritic(pl.LightningModule):
@@ -49,5 +49,4 @@ class TwinCritic(pl.LightningModule):
 
     def make_optimizer(self, extra: Iterable[nn.Module] = ()) -> torch.optim.Optimizer:
         """Adam over both heads and the modules trained by the TD loss (the critic's encoder)."""
-        params = list(self.parameters()) + [p for m in extra for p in m.parameters()]
-        return adam(params, lr=self.lr)
+        return adam_over(self, extra, self.lr)

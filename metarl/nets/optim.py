@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 _FUSED_DEVICES = ("cpu", "cuda")
 
@@ -24,3 +24,9 @@ def adam(params: Iterable[Tensor], lr: float) -> torch.optim.Adam:
         and all(p.dtype.is_floating_point for p in params)
     )
     return torch.optim.Adam(params, lr=lr, fused=True if fused else None)
+
+
+def adam_over(module: nn.Module, extra: Iterable[nn.Module], lr: float) -> torch.optim.Adam:
+    """Adam over ``module`` and the modules trained by its loss (e.g. its context encoder)."""
+    params = list(module.parameters()) + [p for m in extra for p in m.parameters()]
+    return adam(params, lr=lr)
