@@ -41,7 +41,8 @@ CASES = {
     "lambda-mode": (["--model.init_args.adapt.lambda_mode=half"], "adapt.lambda_mode must be one of ('ess', 'fixed')"),
     "zero-checkpoint-interval": (["--checkpoint.every_n_updates=0"], "checkpoint.every_n_updates must be >= 1"),
     # unknown names
-    "unknown-family": (["--model.init_args.family=point-robt"], "unknown task family 'point-robt'; known families: "),
+    "unknown-family": (["--model.init_args.family=point-robt"],
+                       "unknown task family 'point-robt'; did you mean 'point-robot'? known families: "),
     "missing-config": (["--config", "no_such_experiment.yaml"],
                        "config 'no_such_experiment.yaml' not found: it is not a file, nor a shipped config; "
                        "shipped configs: ant_fb.yaml"),

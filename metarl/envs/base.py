@@ -7,6 +7,7 @@ imports gymnasium's MuJoCo envs) is imported the first time that family is asked
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -166,7 +167,9 @@ class FamilySpec:
 
 def family_spec(name: str) -> FamilySpec:
     if name not in _MODULE_OF:
-        raise ValueError(f"unknown task family {name!r}; known families: {', '.join(FAMILY_NAMES)}")
+        close = difflib.get_close_matches(name, FAMILY_NAMES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"unknown task family {name!r}; {hint}known families: {', '.join(FAMILY_NAMES)}")
     module = importlib.import_module(f"metarl.envs.{_MODULE_OF[name]}")
     return module.FAMILIES[name]
 
