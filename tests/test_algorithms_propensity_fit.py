@@ -74,7 +74,7 @@ def test_gradient_of_the_objective_vanishes_at_the_fit() -> None:
     [(0, 40, 60, 3, 1.0), (1, 200, 204, 30, 0.05), (2, 14, 200, 16, 0.1), (3, 50, 50, 8, 100.0)],
 )
 def test_matches_sklearn_logistic_regression(seed: int, n_new: int, n_meta: int, d: int, C: float) -> None:
-    sklearn_lm = pytest.importorskip("sklearn.linear_model")
+    from sklearn import linear_model as sklearn_lm  # a dev extra: missing is a failure, not a skip
     x_new, x_meta = _toy(seed, n_new, n_meta, d)
     fit = fit_logistic(x_new, x_meta, C=C)
     x = torch.cat([x_new, x_meta]).double().numpy()
