@@ -21,7 +21,13 @@ from metarl.config_files import resolve_argv
 from metarl.tracking import apply_wandb_mode, place_sweep_run, start_wandb
 from metarl.training.base import MetaRLBase
 from metarl.training.callbacks import AtomicCheckpointIO, MetaCheckpoint, RunInterrupted
-from metarl.training.resume import CheckpointError, check_resume_run_config, load_checkpoint_file, merge_for_resume
+from metarl.training.resume import (
+    CheckpointError,
+    check_resume_run_config,
+    find_last_checkpoint,
+    load_checkpoint_file,
+    merge_for_resume,
+)
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": -1,  # the env-step budget ends the run
@@ -30,9 +36,9 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "inference_mode": False,  # adaptation in the validation loop takes gradient steps
 }
 
-#: Lightning's special ``--ckpt_path`` values resolve to a file only at fit time, after the checks
-#: below would have run; metarl asks for the file itself.
-SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
+#: Lightning's other special ``--ckpt_path`` values resolve to a file only at fit time, after the
+#: checks below would have run; metarl asks for the file itself. ``last`` metarl resolves itself.
+SPECIAL_CKPT_PATHS = ("best", "hpc", "registry")
 
 
 class MetaRLCLI(LightningCLI):
@@ -74,6 +80,8 @@ class MetaRLCLI(LightningCLI):
         if sub == "fit":
             self._resume_requeued_sweep_run(self.config[sub])
         ckpt_path = self.config[sub].get("ckpt_path")
+        if ckpt_path == "last":
+            ckpt_path = self._resolve_last(self.config[sub])
         if not ckpt_path:
             return
         if ckpt_path in SPECIAL_CKPT_PATHS:
@@ -96,6 +104,19 @@ class MetaRLCLI(LightningCLI):
         merged = merge_for_resume(ckpt_path, hparams, config_args)
         model = {"class_path": class_path or wanted_class, "init_args": merged}
         self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
+
+    @staticmethod
+    def _resolve_last(cfg: Any) -> str | None:
+        """``--ckpt_path last``: resume from this experiment's newest last.ckpt, or start a new run
+        when it has none (the same command line serves a first start and every requeue)."""
+        root, last = find_last_checkpoint(cfg)
+        if last is None:
+            print(f"metarl: --ckpt_path last: no last.ckpt below {root}; starting a new run", file=sys.stderr)
+            cfg["ckpt_path"] = None
+            return None
+        print(f"metarl: --ckpt_path last: resuming from {last}", file=sys.stderr)
+        cfg["ckpt_path"] = str(last)
+        return str(last)
 
     @staticmethod
     def _resume_requeued_sweep_run(cfg: Any) -> None:

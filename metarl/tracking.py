@@ -34,13 +34,14 @@ def wandb_mode(environ: MutableMapping[str, str] | None = None) -> str | None:
     return None
 
 
-def _logger_configs(logger_cfg: Any) -> list[Any]:
+def logger_configs(logger_cfg: Any) -> list[Any]:
     if isinstance(logger_cfg, list):
         return logger_cfg
     return [logger_cfg] if logger_cfg not in (None, True, False) else []
 
 
-def _get(cfg: Any, key: str) -> Any:
+def config_get(cfg: Any, key: str) -> Any:
+    """``cfg[key]`` of a parsed config node, a dict or a namespace alike."""
     return cfg.get(key) if isinstance(cfg, dict) else getattr(cfg, key, None)
 
 
@@ -49,9 +50,9 @@ def apply_wandb_mode(logger_cfg: Any, environ: MutableMapping[str, str] | None =
     mode = wandb_mode(environ)
     if mode is None:
         return
-    for cfg in _logger_configs(logger_cfg):
-        class_path = str(_get(cfg, "class_path") or "")
-        init_args = _get(cfg, "init_args")
+    for cfg in logger_configs(logger_cfg):
+        class_path = str(config_get(cfg, "class_path") or "")
+        init_args = config_get(cfg, "init_args")
         if not class_path.endswith("WandbLogger") or init_args is None:
             continue
         # WandbLogger(offline=True) overwrites WANDB_MODE with "dryrun", which would turn
@@ -110,10 +111,10 @@ def place_sweep_run(cfg: Any, environ: MutableMapping[str, str] | None = None) -
     folder = Path(cfg.get("trainer.default_root_dir") or ".") / "sweeps" / ids[0] / ids[1]
     if not cfg.get("checkpoint.dirpath"):
         cfg["checkpoint.dirpath"] = str(folder / "checkpoints")
-    for logger in _logger_configs(cfg.get("trainer.logger")):
-        init_args = _get(logger, "init_args")
-        if str(_get(logger, "class_path") or "").endswith("CSVLogger") and init_args is not None \
-                and _get(init_args, "version") is None:
+    for logger in logger_configs(cfg.get("trainer.logger")):
+        init_args = config_get(logger, "init_args")
+        if str(config_get(logger, "class_path") or "").endswith("CSVLogger") and init_args is not None \
+                and config_get(init_args, "version") is None:
             if isinstance(init_args, dict):
                 init_args["version"] = ids[1]
             else:

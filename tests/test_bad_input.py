@@ -52,7 +52,7 @@ CASES = {
                           "(start a new run to change the rest): actor.init_args.lr: checkpoint 0.001, config 0.5"),
     "resume-changed-seed": (["--ckpt_path={ckpt}", "--seed_everything=7"],
                             "with seed_everything 7: the run was seeded with 0"),
-    "resume-special-path": (["--ckpt_path=last"], "--ckpt_path last is not supported: give the checkpoint file"),
+    "resume-special-path": (["--ckpt_path=best"], "--ckpt_path best is not supported: give the checkpoint file"),
 }
 
 

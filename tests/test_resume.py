@@ -78,3 +78,41 @@ def test_sigint_checkpoints_and_resumes_exactly(
     fit(rest, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
     assert_same_state(load(straight_run / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
     assert metrics(out) + metrics(rest) == metrics(straight_run)
+
+
+def test_ckpt_path_last_starts_a_new_run_then_resumes_exactly(
+    straight_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    # One command line for the first start and every requeue of a pre-emptible job.
+    out = tmp_path / "run"
+    fit(out, "--ckpt_path=last", "--model.init_args.total_env_steps=200")
+    assert f"--ckpt_path last: no last.ckpt below {out / 'ckpt'}; starting a new run" in capsys.readouterr().err
+    fit(out, "--ckpt_path=last")
+    assert f"--ckpt_path last: resuming from {out / 'ckpt' / 'last.ckpt'}" in capsys.readouterr().err
+    assert_same_state(load(straight_run / "ckpt" / "last.ckpt"), load(out / "ckpt" / "last.ckpt"))
+
+
+def test_last_checkpoint_is_the_newest_of_this_experiment_and_skips_sweep_runs(tmp_path: Path) -> None:
+    from jsonargparse import Namespace
+
+    from metarl.training.resume import find_last_checkpoint
+
+    def touch(rel: str, mtime: int) -> Path:
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        os.utime(path, (mtime, mtime))
+        return path
+
+    touch("csv/version_0/checkpoints/last.ckpt", 1_000)
+    newest = touch("csv/version_1/checkpoints/last.ckpt", 2_000)
+    touch("sweeps/abc/run1/checkpoints/last.ckpt", 3_000)  # another experiment
+    touch("csv/version_1/checkpoints/epoch=0-step=8.ckpt", 4_000)  # not a last.ckpt
+    cfg = Namespace()
+    cfg["trainer.logger"] = [{"class_path": "pytorch_lightning.loggers.CSVLogger",
+                              "init_args": {"save_dir": str(tmp_path), "name": "csv"}}]
+    cfg["trainer.default_root_dir"] = str(tmp_path / "elsewhere")
+    cfg["checkpoint.dirpath"] = None
+    assert find_last_checkpoint(cfg) == (tmp_path, newest)
+    cfg["checkpoint.dirpath"] = str(tmp_path / "none_here")
+    assert find_last_checkpoint(cfg) == (tmp_path / "none_here", None)

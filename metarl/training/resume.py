@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from metarl.tracking import config_get, logger_configs
 from metarl.training.checkpoint_state import STATE_VERSION
 
 #: Top-level model arguments that may change when a run resumes: they do not affect the state
@@ -96,3 +97,30 @@ def merge_for_resume(path: str | Path, ckpt_hparams: dict[str, Any], config_args
             "resume (start a new run to change the rest): " + "; ".join(refused)
         )
     return merged
+
+
+def checkpoint_root(cfg: Any) -> Path:
+    """Where a run's checkpoints go: ``checkpoint.dirpath``; else, as Lightning places them, below the
+    first logger's ``save_dir`` (``<save_dir>/<name>/<version>/checkpoints``); else below
+    ``trainer.default_root_dir``."""
+    if cfg.get("checkpoint.dirpath"):
+        return Path(cfg["checkpoint.dirpath"])
+    for logger in logger_configs(cfg.get("trainer.logger")):
+        save_dir = config_get(config_get(logger, "init_args") or {}, "save_dir")
+        if save_dir:
+            return Path(save_dir)
+        break
+    return Path(cfg.get("trainer.default_root_dir") or ".")
+
+
+def find_last_checkpoint(cfg: Any) -> tuple[Path, Path | None]:
+    """``--ckpt_path last``: the newest ``last.ckpt`` of this experiment, or None when it has none.
+
+    Returns the folder searched and the file. Sweep runs (``sweeps/<sweep>/<run>/``) are other
+    experiments and are skipped; each resumes from its own folder."""
+    root = checkpoint_root(cfg)
+    found = [
+        p for p in root.rglob("last.ckpt")
+        if p.is_file() and "sweeps" not in p.relative_to(root).parts[:-1]
+    ] if root.is_dir() else []
+    return root, max(found, key=lambda p: p.stat().st_mtime, default=None)
