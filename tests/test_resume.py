@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 from tests.resume_support import assert_same_state, counters, fit, load, metrics, straight_run  # noqa: F401
 
 
+@pytest.mark.filterwarnings("error:The dirpath has changed")  # resuming into a new folder is not a problem
 def test_half_then_resume_equals_straight(straight_run: Path, tmp_path: Path) -> None:  # noqa: F811
     straight = load(straight_run / "ckpt" / "last.ckpt")
     half = tmp_path / "half"

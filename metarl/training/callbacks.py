@@ -16,6 +16,7 @@ import os
 import signal
 import tempfile
 import threading
+import warnings
 from types import FrameType
 from typing import Any
 
@@ -110,6 +111,14 @@ class MetaCheckpoint(ModelCheckpoint):
         self._deferred = False  # a periodic save waits for the end of the epoch
         self._old_handlers: dict[int, Any] = {}
         self._trainer_ref: pl.Trainer | None = None
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # A resumed run saves into the new logger version's folder. Lightning then keeps the old
+        # folder's top-k bookkeeping out of this run (so it never prunes the old run's files) and
+        # warns about it on every resume; that is the intended behaviour here, not a problem.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The dirpath has changed")
+            super().load_state_dict(state_dict)
 
     # ------------------------------------------------------------------ periodic and final saves
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any, **kwargs: Any) -> None:
