@@ -12,7 +12,8 @@ backward replays the step graph op by op. This module computes the same function
   folded into the weights) because ATen's CPU ``tanh`` costs several times a ``sigmoid``;
 * a hand-written backward: two ops per time step (one broadcast multiply, one small matmul), the
   weight gradients as two matmuls over all steps afterwards;
-* one intra-op thread (see ``_one_thread``).
+* the per-step loops on one intra-op thread (see ``_one_thread``); the input projection and the
+  weight-gradient matmuls, which are large, use all of torch's threads.
 
 It returns what ``nn.GRU(...)(x)[1][-1]`` returns (the final hidden state from a zero initial state)
 and its gradients w.r.t. the GRU parameters, equal up to fp32 rounding (``tests/test_fast_update.py``
@@ -36,7 +37,7 @@ __all__ = ["fused_gru"]
 
 @contextmanager
 def _one_thread(like: Tensor) -> Iterator[None]:
-    """CPU: compute on one intra-op thread. The kernel's ops are small (a step is a few thousand
+    """CPU: run the per-step loop on one intra-op thread. Its ops are small (a step is a few thousand
     elements, the matmuls are [45 x 15] by [15 x 256]); a parallel region costs more than it
     saves, and with other processes on the cores a thread that waits for a descheduled peer costs
     milliseconds."""
@@ -110,11 +111,12 @@ def _recurrence(xs: Sequence[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, 
     u_l, s_l = u.unbind(0), s.unbind(0)
     rz_l, r_l, z_l, q_l = (a[:, :, :2 * z].unbind(0), a[:, :, :z].unbind(0), a[:, :, z:2 * z].unbind(0),
                            a[:, :, 2 * z:].unbind(0))
-    for t in range(t_len):
-        a_l[t].baddbmm_(wt, u_l[t])
-        rz_l[t].sigmoid_()
-        torch.addcmul(gn_l[t], r_l[t], q_l[t], out=s_l[t]).sigmoid_()
-        torch.lerp(s_l[t], u_l[t], z_l[t], out=u_l[t + 1])
+    with _one_thread(gi):
+        for t in range(t_len):
+            a_l[t].baddbmm_(wt, u_l[t])
+            rz_l[t].sigmoid_()
+            torch.addcmul(gn_l[t], r_l[t], q_l[t], out=s_l[t]).sigmoid_()
+            torch.lerp(s_l[t], u_l[t], z_l[t], out=u_l[t + 1])
     h = (u[t_len] * 2 - 1).transpose(1, 2)
     return h, wt, u, a, s
 
@@ -128,8 +130,7 @@ class _FusedGRU(torch.autograd.Function):
         if n_x == 1:
             xs = xs * (len(weights) // 4)
         w_ih, w_hh, b_ih, b_hh = (torch.stack(weights[i::4]) for i in range(4))
-        with _one_thread(xs[0]):
-            h, wt, u, a, s = _recurrence(xs, w_ih, w_hh, b_ih, b_hh)
+        h, wt, u, a, s = _recurrence(xs, w_ih, w_hh, b_ih, b_hh)
         ctx.n_x = n_x
         ctx.save_for_backward(wt, u, a, s, *args[:n_x])
         return h
@@ -143,12 +144,11 @@ class _FusedGRU(torch.autograd.Function):
             raise NotImplementedError("fused_gru: gradients w.r.t. the input sequences are not implemented")
         grads: list[Tensor | None] = [None] * (4 * g_n)
         first = 1 + n_x
-        with _one_thread(dh):
-            for g in range(g_n):
-                if any(ctx.needs_input_grad[first + 4 * g: first + 4 * g + 4]):
-                    grads[4 * g: 4 * g + 4] = _group_backward(
-                        xs[g if n_x > 1 else 0], wt_all[g], u_all[:, g], a_all[:, g], s_all[:, g], dh[g]
-                    )
+        for g in range(g_n):
+            if any(ctx.needs_input_grad[first + 4 * g: first + 4 * g + 4]):
+                grads[4 * g: 4 * g + 4] = _group_backward(
+                    xs[g if n_x > 1 else 0], wt_all[g], u_all[:, g], a_all[:, g], s_all[:, g], dh[g]
+                )
         return (None, *([None] * n_x), *grads)
 
 
@@ -175,10 +175,11 @@ def _group_backward(x: Tensor, wt: Tensor, u_all: Tensor, a: Tensor, s: Tensor, 
     d_l, c_l = d.unbind(2), c.unbind(2)
     dtail_l = d[1:].reshape(4 * z, t_len, b).unbind(1)
     du = dh.t().mul(2)  # dL/du_T = 2 dL/dh_T
-    for t in range(t_len - 1, -1, -1):
-        torch.mul(du.unsqueeze(0), c_l[t], out=d_l[t])
-        if t:
-            du = torch.mm(w_back, dtail_l[t])
+    with _one_thread(du):
+        for t in range(t_len - 1, -1, -1):
+            torch.mul(du.unsqueeze(0), c_l[t], out=d_l[t])
+            if t:
+                du = torch.mm(w_back, dtail_l[t])
     dgi = d[:4].reshape(4 * z, t_len * b)  # dL/dgi, blocks [g_n; c_r; c_z; c_q], columns (t, b)
     # dWt = sum over (t, b) of dA u^T: [3Z, Z]. MKL's sgemm is 2x slower for 15 columns than for
     # 16 (measured), so u gets zero rows up to a multiple of 16.
