@@ -26,6 +26,7 @@ from metarl.training.resume import (
     check_resume_run_config,
     find_last_checkpoint,
     load_checkpoint_file,
+    merge_for_evaluation,
     merge_for_resume,
 )
 
@@ -90,7 +91,9 @@ class MetaRLCLI(LightningCLI):
                 "--ckpt_path runs/<experiment>/.../checkpoints/last.ckpt"
             )
         ckpt = load_checkpoint_file(ckpt_path)
-        check_resume_run_config(ckpt_path, ckpt, self.config[sub].get("seed_everything"))
+        continues_run = sub == "fit"
+        if continues_run:
+            check_resume_run_config(ckpt_path, ckpt, self.config[sub].get("seed_everything"))
         hparams = dict(ckpt["hyper_parameters"])
         hparams.pop("_instantiator", None)
         class_path = hparams.pop("_class_path", None)
@@ -101,7 +104,12 @@ class MetaRLCLI(LightningCLI):
                 f"checkpoint {ckpt_path} holds a {class_path}, but the config asks for model.class_path {wanted_class}"
             )
         config_args = model_cfg.init_args.as_dict() if hasattr(model_cfg, "init_args") else {}
-        merged = merge_for_resume(ckpt_path, hparams, config_args)
+        if continues_run:
+            merged = merge_for_resume(ckpt_path, hparams, config_args)
+        else:  # test / validate: e.g. a seed-2 run is tested with the shipped YAML as it is
+            merged, note = merge_for_evaluation(ckpt_path, hparams, config_args)
+            if note:
+                print(f"metarl: {note}", file=sys.stderr)
         model = {"class_path": class_path or wanted_class, "init_args": merged}
         self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
 

@@ -69,11 +69,11 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def merge_for_resume(path: str | Path, ckpt_hparams: dict[str, Any], config_args: dict[str, Any]) -> dict[str, Any]:
-    """The model arguments to resume with: the checkpoint's, plus the resumable changes of the config.
-
-    ``config_args`` are the model's init_args as the config and command line give them.
-    """
+def _split_config(
+    path: str | Path, ckpt_hparams: dict[str, Any], config_args: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """The checkpoint's model arguments with the config's resumable sections applied, and the
+    config's other differences from the checkpoint (``key: checkpoint X, config Y``)."""
     saved = {k: v for k, v in ckpt_hparams.items() if not k.startswith("_")}
     saved_family, wanted_family = saved.get("family"), config_args.get("family")
     if wanted_family is not None and saved_family != wanted_family:
@@ -81,7 +81,7 @@ def merge_for_resume(path: str | Path, ckpt_hparams: dict[str, Any], config_args
             f"checkpoint {path} is from task family {saved_family!r}, but the config asks for {wanted_family!r}"
         )
     merged = dict(saved)
-    refused = []
+    differences = []
     for key, value in config_args.items():
         if key.startswith("_") or key not in saved:
             continue
@@ -89,14 +89,38 @@ def merge_for_resume(path: str | Path, ckpt_hparams: dict[str, Any], config_args
             merged[key] = value
             continue
         old, new = _flatten(saved[key], key), _flatten(value, key)
-        refused += [f"{k}: checkpoint {old.get(k)!r}, config {new.get(k)!r}" for k in sorted(set(old) | set(new))
-                    if old.get(k) != new.get(k)]
+        differences += [f"{k}: checkpoint {old.get(k)!r}, config {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                        if old.get(k) != new.get(k)]
+    return merged, differences
+
+
+def merge_for_resume(path: str | Path, ckpt_hparams: dict[str, Any], config_args: dict[str, Any]) -> dict[str, Any]:
+    """The model arguments to resume with: the checkpoint's, plus the resumable changes of the config.
+    Any other difference is refused: a resumed run cannot apply it.
+
+    ``config_args`` are the model's init_args as the config and command line give them.
+    """
+    merged, refused = _split_config(path, ckpt_hparams, config_args)
     if refused:
         raise CheckpointError(
             f"cannot resume {path} with a different configuration; only {', '.join(RESUMABLE)} may change on "
             "resume (start a new run to change the rest): " + "; ".join(refused)
         )
     return merged
+
+
+def merge_for_evaluation(
+    path: str | Path, ckpt_hparams: dict[str, Any], config_args: dict[str, Any]
+) -> tuple[dict[str, Any], str | None]:
+    """``test`` / ``validate`` of a checkpoint: its model as trained, with the config's eval and adapt
+    settings (they define the protocol). The config's other differences cannot apply to a trained
+    model and do not matter to an evaluation; they are returned as a note to print, not dropped
+    silently."""
+    merged, differences = _split_config(path, ckpt_hparams, config_args)
+    if not differences:
+        return merged, None
+    return merged, (f"evaluating {path} as it was trained; the config's other differences do not apply: "
+                    + "; ".join(differences))
 
 
 def checkpoint_root(cfg: Any) -> Path:

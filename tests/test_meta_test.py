@@ -1,0 +1,46 @@
+"""``python -m metarl test``: the meta-test of a checkpoint, a per-task table with a 95% CI and
+``meta_test.json`` next to the checkpoint, which it leaves untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.resume_support import TINY, counters, fit, load
+
+
+def test_meta_test_of_a_seed_3_run_with_the_shipped_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from metarl.cli import main
+
+    out = tmp_path / "run"
+    # A run with another seed than the YAML's: testing it must not need the seed repeated.
+    fit(out, "--seed_everything=3", "--model.init_args.seed=3", "--model.init_args.total_env_steps=200")
+    ckpt = out / "ckpt" / "last.ckpt"
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    capsys.readouterr()
+
+    config = TINY[1:TINY.index("--model.init_args.collect.cold_start_steps=0")]  # point_robot + debug overlay
+    main(["test", *config, f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu"])
+
+    report = json.loads((ckpt.parent / "meta_test.json").read_text())
+    assert report["family"] == "point-robot"
+    assert report["checkpoint"] == str(ckpt)
+    assert report["env_steps"] == counters(load(ckpt))["env_steps"]
+    n_tasks = len(report["tasks"])
+    assert n_tasks == 20, "test adapts on every eval task of the family, whatever eval.num_tasks says"
+    for key in ("return_pre_adapt", "return_post_adapt"):
+        summary = report[key]
+        assert summary["n_tasks"] == n_tasks
+        assert summary["ci95_low"] <= summary["mean"] <= summary["ci95_high"]
+        assert summary["mean"] == pytest.approx(sum(t[key] for t in report["tasks"]) / n_tasks)
+    printed = capsys.readouterr()
+    for line in ("return_post_adapt:", "95% CI", "meta-test results written to"):
+        assert line in printed.out
+    # The config's differences from the trained model are reported, never silently dropped.
+    assert "the config's other differences do not apply" in printed.err
+    assert "collect.cold_start_steps: checkpoint 0, config 200" in printed.err
+    assert "seed: checkpoint 3, config 0" in printed.err
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest, "test must not rewrite the checkpoint"
