@@ -82,7 +82,7 @@ class MetaRLCLI(LightningCLI):
             self._resume_requeued_sweep_run(self.config[sub])
         ckpt_path = self.config[sub].get("ckpt_path")
         if ckpt_path == "last":
-            ckpt_path = self._resolve_last(self.config[sub])
+            ckpt_path = self._resolve_last(self.config[sub], sub)
         if not ckpt_path:
             return
         if ckpt_path in SPECIAL_CKPT_PATHS:
@@ -114,10 +114,13 @@ class MetaRLCLI(LightningCLI):
         self.config = self.parser.parse_object({sub: {"model": model}}, self.config)
 
     @staticmethod
-    def _resolve_last(cfg: Any) -> str | None:
-        """``--ckpt_path last``: resume from this experiment's newest last.ckpt, or start a new run
-        when it has none (the same command line serves a first start and every requeue)."""
+    def _resolve_last(cfg: Any, sub: str) -> str | None:
+        """``--ckpt_path last``: this experiment's newest last.ckpt. When it has none, ``fit`` starts
+        a new run (the same command line serves a first start and every requeue); ``test`` and
+        ``validate`` have nothing to evaluate."""
         root, last = find_last_checkpoint(cfg)
+        if last is None and sub != "fit":
+            raise CheckpointError(f"--ckpt_path last: no last.ckpt below {root} to {sub}")
         if last is None:
             print(f"metarl: --ckpt_path last: no last.ckpt below {root}; starting a new run", file=sys.stderr)
             cfg["ckpt_path"] = None

@@ -44,3 +44,14 @@ def test_meta_test_of_a_seed_3_run_with_the_shipped_config(tmp_path: Path, capsy
     assert "collect.cold_start_steps: checkpoint 0, config 200" in printed.err
     assert "seed: checkpoint 3, config 0" in printed.err
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest, "test must not rewrite the checkpoint"
+
+
+def test_meta_test_of_last_without_a_checkpoint_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from metarl.cli import main
+
+    config = TINY[1:TINY.index("--model.init_args.collect.cold_start_steps=0")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", *config, "--ckpt_path=last", f"--checkpoint.dirpath={tmp_path / 'empty'}",
+              "--trainer.logger=false"])
+    assert exit_info.value.code == 2
+    assert f"--ckpt_path last: no last.ckpt below {tmp_path / 'empty'} to test" in capsys.readouterr().err
