@@ -129,12 +129,9 @@ def checkpoint_root(cfg: Any) -> Path:
     ``trainer.default_root_dir``."""
     if cfg.get("checkpoint.dirpath"):
         return Path(cfg["checkpoint.dirpath"])
-    for logger in logger_configs(cfg.get("trainer.logger")):
-        save_dir = config_get(config_get(logger, "init_args") or {}, "save_dir")
-        if save_dir:
-            return Path(save_dir)
-        break
-    return Path(cfg.get("trainer.default_root_dir") or ".")
+    loggers = logger_configs(cfg.get("trainer.logger"))
+    save_dir = config_get(config_get(loggers[0], "init_args") or {}, "save_dir") if loggers else None
+    return Path(save_dir or cfg.get("trainer.default_root_dir") or ".")
 
 
 def find_last_checkpoint(cfg: Any) -> tuple[Path, Path | None]:
