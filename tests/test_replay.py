@@ -248,7 +248,7 @@ def test_extend_rejects_bad_input_without_writing(mutate, match) -> None:  # typ
 
 def test_constructor_and_sample_argument_errors() -> None:
     for args, name in (((0, 5, 3, 2, 4), "n_tasks"), ((1, 0, 3, 2, 4), "capacity_per_task"),
-                       ((1, 5, 3, 2, 0), "history_len"), ((1, 5, 3.0, 2, 4), "obs_dim")):
+                       ((1, 5, 3, 2, -1), "history_len"), ((1, 5, 3.0, 2, 4), "obs_dim")):
         with pytest.raises(ValueError, match=name):
             MultiTaskReplay(*args)  # type: ignore[arg-type]
     replay = MultiTaskReplay(2, 5, OBS, ACT, 2)

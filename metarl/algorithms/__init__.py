@@ -1,5 +1,9 @@
 """The pure math of MQL (Fakoor et al., ICLR 2020): TD3 targets and losses, propensity scores, beta,
-ESS and lambda, and the proximal term. No state, no side effects (``soft_update_`` aside)."""
+ESS and lambda, and the proximal term. No state, no side effects (``soft_update_`` aside).
+
+PEARL's and MIER's pieces are imported from their modules (their names would be ambiguous here):
+``metarl.algorithms.pearl`` (product of Gaussians, KL to the prior, reparameterised z) and
+``metarl.algorithms.sac`` (SAC's V-form of PEARL, twin-Q form and temperature of MIER)."""
 
 from metarl.algorithms.propensity import (
     LogisticFit,

@@ -10,11 +10,15 @@ Write contract (checked by :meth:`MultiTaskReplay.extend`; it makes the windows 
 episode's transitions are written in order from ``step_count`` 0, with no other episode of the
 same task in between, and a task's episode ids increase. A window entry is valid iff its row holds
 the same episode at the expected earlier step, so an episode whose oldest steps were overwritten
-keeps its surviving transitions, with zeros where the lost steps were.
+keeps its surviving transitions, with zeros where the lost steps were. :meth:`MultiTaskReplay.clear`
+empties one task's ring (PEARL's encoder buffer); its next write starts a new episode.
+
+``history_len = 0`` gathers no windows (PEARL and MIER need none): batches hold the stored keys only.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,34 +29,11 @@ from torchrl.data import TensorStorage
 
 from metarl import keys
 from metarl.data.history import gather_history
+from metarl.data.transitions import check_int, dtype_kind, episode_to_replay, key_name, stored_layout
+
+__all__ = ["MultiTaskReplay", "episode_to_replay"]
 
 _VERSION = 1
-
-
-def _name(key: str | tuple[str, ...]) -> str:
-    return ".".join(key) if isinstance(key, tuple) else key
-
-
-def _layout(obs_dim: int, act_dim: int) -> dict[Any, tuple[tuple[int, ...], torch.dtype]]:
-    """Per stored key (keys.STORED_KEYS order): (per-transition shape, dtype)."""
-    f32, i64, flag = torch.float32, torch.int64, torch.bool
-    return {
-        keys.OBS: ((obs_dim,), f32), keys.ACTION: ((act_dim,), f32), keys.TASK_ID: ((), i64),
-        keys.STEP_COUNT: ((), i64), keys.EPISODE: ((), i64), keys.NEXT_OBS: ((obs_dim,), f32),
-        keys.REWARD: ((1,), f32), keys.TERMINATED: ((1,), flag), keys.TRUNCATED: ((1,), flag),
-        keys.DONE: ((1,), flag),
-    }
-
-
-def _check_int(owner: str, name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{owner}: {name} must be an int >= {low}, got {value!r}")
-    return value
-
-
-def _kind(d: torch.dtype) -> str:
-    """Casting is allowed within a kind (float64 -> float32, int32 -> int64), never across kinds."""
-    return "bool" if d == torch.bool else "float" if d.is_floating_point else "complex" if d.is_complex else "int"
 
 
 class MultiTaskReplay:
@@ -61,13 +42,13 @@ class MultiTaskReplay:
     def __init__(self, n_tasks: int, capacity_per_task: int, obs_dim: int, act_dim: int, history_len: int,
                  device: str | torch.device = "cpu") -> None:
         owner = "MultiTaskReplay"
-        self.n_tasks = _check_int(owner, "n_tasks", n_tasks, 1)
-        self.capacity_per_task = _check_int(owner, "capacity_per_task", capacity_per_task, 1)
-        self.obs_dim = _check_int(owner, "obs_dim", obs_dim, 1)
-        self.act_dim = _check_int(owner, "act_dim", act_dim, 1)
-        self.history_len = _check_int(owner, "history_len", history_len, 1)
+        self.n_tasks = check_int(owner, "n_tasks", n_tasks, 1)
+        self.capacity_per_task = check_int(owner, "capacity_per_task", capacity_per_task, 1)
+        self.obs_dim = check_int(owner, "obs_dim", obs_dim, 1)
+        self.act_dim = check_int(owner, "act_dim", act_dim, 1)
+        self.history_len = check_int(owner, "history_len", history_len, 0)
         self.device = torch.device(device)
-        self._layout = _layout(obs_dim, act_dim)
+        self._layout = stored_layout(obs_dim, act_dim)
         n = n_tasks * capacity_per_task
         self._data = TensorDict(
             {k: torch.zeros((n, *shape), dtype=dt, device=self.device) for k, (shape, dt) in self._layout.items()},
@@ -95,16 +76,18 @@ class MultiTaskReplay:
         total = sum(t.numel() * t.element_size() for t in self._data.values(include_nested=True, leaves_only=True))
         return total / (self.n_tasks * self.capacity_per_task)
 
-    def _task_index(self, tasks: Sequence[int] | Tensor | None) -> Tensor:
-        """[K] int64 distinct task ids (sorted), validated; None means all tasks."""
-        if tasks is None:
-            return torch.arange(self.n_tasks)
+    def _task_ids(self, tasks: Sequence[int] | Tensor) -> Tensor:
+        """[K] int64 task ids on the CPU, validated, in the given order (duplicates kept)."""
         t = torch.as_tensor(tasks).reshape(-1).cpu()
-        if t.numel() == 0 or t.dtype.is_floating_point or t.dtype == torch.bool:
+        if t.numel() == 0 or t.dtype.is_floating_point or t.dtype == torch.bool or t.dtype.is_complex:
             raise ValueError(f"MultiTaskReplay: tasks must be a non-empty sequence of ints, got {tasks!r}")
         if bool(((t < 0) | (t >= self.n_tasks)).any()):
             raise ValueError(f"MultiTaskReplay: task ids must be in [0, {self.n_tasks - 1}], got {t.tolist()}")
-        return torch.unique(t.to(torch.int64))
+        return t.to(torch.int64)
+
+    def _task_index(self, tasks: Sequence[int] | Tensor | None) -> Tensor:
+        """[K] int64 distinct task ids (sorted), validated; None means all tasks."""
+        return torch.arange(self.n_tasks) if tasks is None else torch.unique(self._task_ids(tasks))
 
     # ----------------------------------------------------------------------------- writing
     def _validated(self, episode: TensorDictBase) -> TensorDict:
@@ -116,17 +99,17 @@ class MultiTaskReplay:
         if episode.batch_dims != 1:
             raise ValueError(f"MultiTaskReplay.extend: expected batch shape [n], got {list(episode.batch_size)}")
         present = set(episode.keys(include_nested=True, leaves_only=True))
-        missing = [_name(k) for k in self._layout if k not in present]
+        missing = [key_name(k) for k in self._layout if k not in present]
         if missing:
             raise ValueError(f"MultiTaskReplay.extend: missing keys {missing} (stored keys: keys.STORED_KEYS)")
         n = episode.shape[0]
         out = {}
         for key, (shape, dtype) in self._layout.items():
             value = episode.get(key)
-            if tuple(value.shape) != (n, *shape) or _kind(value.dtype) != _kind(dtype):
+            if tuple(value.shape) != (n, *shape) or dtype_kind(value.dtype) != dtype_kind(dtype):
                 hint = " (use episode_to_replay to convert a TorchRL rollout)" if key == keys.STEP_COUNT else ""
                 raise ValueError(
-                    f"MultiTaskReplay.extend: {_name(key)} has shape {list(value.shape)} dtype {value.dtype}; "
+                    f"MultiTaskReplay.extend: {key_name(key)} has shape {list(value.shape)} dtype {value.dtype}; "
                     f"expected shape {[n, *shape]} dtype {dtype}{hint}"
                 )
             out[key] = value.to(device=self.device, dtype=dtype)
@@ -172,6 +155,23 @@ class MultiTaskReplay:
         self._cursor[task] = (int(self._cursor[task]) + n) % cap
         self._size[task] = min(int(self._size[task]) + n, cap)
 
+    def clear(self, task: int) -> None:
+        """Empty ``task``'s ring (PEARL clears a task's encoder buffer at each visit).
+
+        Its rows are reset to the never-written state (zeros, episode -1), so the storage equals
+        that of a replay restored from :meth:`state_dict`, and no history window of a later
+        episode can match a stale row, whatever that episode's id. The task's next write must
+        start an episode (step_count 0); any episode id is then accepted.
+        """
+        if isinstance(task, bool) or not hasattr(task, "__index__") or not 0 <= operator.index(task) < self.n_tasks:
+            raise ValueError(f"MultiTaskReplay.clear: task must be an int in [0, {self.n_tasks - 1}], got {task!r}")
+        task, cap = operator.index(task), self.capacity_per_task
+        rows = slice(task * cap, task * cap + int(self._size[task]))  # written rows are positions 0..size-1
+        self._data[rows] = 0
+        self._data[keys.EPISODE][rows] = -1
+        self._cursor[task] = 0
+        self._size[task] = 0
+
     # ----------------------------------------------------------------------------- sampling
     def sample(self, batch_size: int, generator: torch.Generator, tasks: Sequence[int] | Tensor | None = None,
                recent: int | None = None) -> TensorDict:
@@ -180,16 +180,16 @@ class MultiTaskReplay:
         ``recent=k`` restricts each task to its k newest transitions (the MQL per-task snapshot).
 
         Returns a fresh TensorDict [B] with the stored keys plus ``history`` and ``next.history``
-        [B, H, act_dim + 1 + obs_dim] on the storage device. Randomness: one draw from
+        [B, H, act_dim + 1 + obs_dim] (none if H = 0) on the storage device. Randomness: one draw from
         ``generator`` (never the global RNG), so equal generator states give equal batches.
         """
-        _check_int("MultiTaskReplay.sample", "batch_size", batch_size, 1)
+        check_int("MultiTaskReplay.sample", "batch_size", batch_size, 1)
         if not isinstance(generator, torch.Generator):
             raise ValueError(f"MultiTaskReplay.sample: generator must be a torch.Generator, got {generator!r}")
         task_ids = self._task_index(tasks)
         avail = self._size[task_ids]
         if recent is not None:
-            avail = avail.clamp(max=_check_int("MultiTaskReplay.sample", "recent", recent, 1))
+            avail = avail.clamp(max=check_int("MultiTaskReplay.sample", "recent", recent, 1))
         total = int(avail.sum())
         if total == 0:
             raise ValueError(f"MultiTaskReplay.sample: no transitions stored for tasks {task_ids.tolist()}")
@@ -200,11 +200,44 @@ class MultiTaskReplay:
         task = task_ids[k]
         cap = self.capacity_per_task
         # The selection of task t is its avail[t] newest rows: ring positions cursor - avail ... cursor - 1.
-        slots = (task * cap + (self._cursor[task] - avail[k] + j) % cap).to(self.device)
+        return self._gather((task * cap + (self._cursor[task] - avail[k] + j) % cap).to(self.device))
+
+    def sample_per_task(self, tasks: Sequence[int] | Tensor, n: int, generator: torch.Generator,
+                        recent: int | None = None) -> TensorDict:
+        """[T, n]: for each listed task (duplicates allowed: PEARL draws its meta-batch of tasks
+        with replacement), n transitions uniformly with replacement from that task's data (its
+        ``recent`` newest with ``recent=k``). Row i of the result holds task ``tasks[i]`` only.
+
+        Same keys, copy semantics and randomness as :meth:`sample` (one draw from ``generator``).
+        ValueError naming the tasks that hold no transitions.
+        """
+        owner = "MultiTaskReplay.sample_per_task"
+        check_int(owner, "n", n, 1)
+        if not isinstance(generator, torch.Generator):
+            raise ValueError(f"{owner}: generator must be a torch.Generator, got {generator!r}")
+        task = self._task_ids(tasks)
+        avail = self._size[task]
+        if recent is not None:
+            avail = avail.clamp(max=check_int(owner, "recent", recent, 1))
+        if bool((avail == 0).any()):
+            empty = sorted({int(t) for t in task[avail == 0]})
+            raise ValueError(f"{owner}: no transitions stored for task(s) {empty}")
+        # Integers far wider than any ring, reduced mod avail: uniform up to a bias < avail / 2**62,
+        # and one generator call for every row whatever the tasks' sizes.
+        u = torch.randint(2**62, (task.numel(), n), generator=generator, device=generator.device).cpu()
+        j = u % avail[:, None]  # rank within the task's selection, 0 = oldest
+        cap = self.capacity_per_task
+        slots = task[:, None] * cap + (self._cursor[task][:, None] - avail[:, None] + j) % cap
+        return self._gather(slots.reshape(-1).to(self.device)).reshape(task.numel(), n)
+
+    def _gather(self, slots: Tensor) -> TensorDict:
+        """The transitions at flat rows ``slots`` [B] (a copy), with their windows if history_len > 0."""
         batch = self._storage.get(slots)  # advanced indexing: a copy, never a view of the storage
+        if self.history_len == 0:
+            return batch
         history, next_history = gather_history(
             self._data[keys.ACTION], self._data[keys.REWARD], self._data[keys.OBS],
-            self._data[keys.STEP_COUNT], self._data[keys.EPISODE], slots, cap, self.history_len,
+            self._data[keys.STEP_COUNT], self._data[keys.EPISODE], slots, self.capacity_per_task, self.history_len,
         )
         return batch.set(keys.HISTORY, history).set(keys.NEXT_HISTORY, next_history)
 
@@ -256,7 +289,7 @@ class MultiTaskReplay:
             value = rows.get(key, None)
             if not isinstance(value, Tensor) or tuple(value.shape) != (n, *kshape) or value.dtype != dtype:
                 got = "missing" if value is None else f"{list(value.shape)} {value.dtype}"
-                raise ValueError(f"{owner}: data {_name(key)} is {got}; expected {[n, *kshape]} {dtype}")
+                raise ValueError(f"{owner}: data {key_name(key)} is {got}; expected {[n, *kshape]} {dtype}")
         slots = self._written_slots(size)
         if bool((rows[keys.TASK_ID].cpu() != torch.div(slots, cap, rounding_mode="floor")).any()):
             raise ValueError(f"{owner}: task_id of the stored rows does not match their task regions")
@@ -264,36 +297,3 @@ class MultiTaskReplay:
         self._data[keys.EPISODE].fill_(-1)
         self._storage.set(slots.to(self.device), rows.select(*self._layout).to(self.device), set_cursor=False)
         self._cursor, self._size = cursor.cpu().clone(), size.cpu().clone()  # counters live on the CPU
-
-
-def episode_to_replay(td: TensorDictBase, task_id: int, episode_id: int) -> TensorDict:
-    """A TorchRL rollout / collector batch [n] of ONE episode -> the stored layout [n] (keys.STORED_KEYS).
-
-    Drops everything else (history windows, collector ids, root done flags), squeezes
-    StepCounter's ``step_count`` from [n, 1] to [n], and sets ``task_id`` and ``episode``: the
-    given ``task_id`` overrides any ``task_id`` in ``td`` (adaptation relabels eval episodes).
-    Tensors are shared with ``td``, not copied (``extend`` copies into the storage).
-    """
-    owner = "episode_to_replay"
-    _check_int(owner, "task_id", task_id, 0)
-    _check_int(owner, "episode_id", episode_id, 0)
-    if not isinstance(td, TensorDictBase) or td.batch_dims != 1:
-        raise ValueError(f"{owner}: expected a TensorDict with batch shape [n], got {getattr(td, 'batch_size', td)}")
-    needed = [k for k in keys.STORED_KEYS if k not in (keys.TASK_ID, keys.EPISODE)]
-    present = set(td.keys(include_nested=True, leaves_only=True))
-    missing = [_name(k) for k in needed if k not in present]
-    if missing:
-        raise ValueError(f"{owner}: missing keys {missing}")
-    n = td.shape[0]
-    step = td.get(keys.STEP_COUNT)
-    if tuple(step.shape) == (n, 1):
-        step = step.squeeze(-1)  # StepCounter writes [n, 1]; replay stores t as a scalar per transition
-    if tuple(step.shape) != (n,):
-        raise ValueError(f"{owner}: step_count has shape {list(step.shape)}; expected [n] or [n, 1]")
-    if n > 1 and bool((step[1:] != step[:-1] + 1).any()):
-        raise ValueError(f"{owner}: step_count is not consecutive, so td holds more than one episode; split it first")
-    out = td.select(*needed).clone(recurse=False)
-    out.set(keys.STEP_COUNT, step.to(torch.int64))
-    out.set(keys.TASK_ID, torch.full((n,), task_id, dtype=torch.int64, device=td.device))
-    out.set(keys.EPISODE, torch.full((n,), episode_id, dtype=torch.int64, device=td.device))
-    return out

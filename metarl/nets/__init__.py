@@ -1,8 +1,22 @@
-"""The networks of MQL as LightningModules: they own their hyperparameters and optimizer settings,
-define no training_step and never log; MetaTrainModule and AdaptModule coordinate them."""
+"""The networks as LightningModules: they own their hyperparameters and optimizer settings, define no
+training_step and never log; each method's MetaTrainModule and AdaptModule coordinate them.
+
+MQL: Actor, TwinCritic, ContextEncoder. PEARL: ProbContextEncoder, TanhGaussianActor, TwinCritic
+(three layers of 300), ValueNet."""
 
 from metarl.nets.actor import Actor
 from metarl.nets.critic import TwinCritic
 from metarl.nets.encoder import ContextEncoder
+from metarl.nets.prob_encoder import ProbContextEncoder
+from metarl.nets.tanh_gaussian import TanhGaussianActor, TanhGaussianOutput
+from metarl.nets.value import ValueNet
 
-__all__ = ["Actor", "ContextEncoder", "TwinCritic"]
+__all__ = [
+    "Actor",
+    "ContextEncoder",
+    "ProbContextEncoder",
+    "TanhGaussianActor",
+    "TanhGaussianOutput",
+    "TwinCritic",
+    "ValueNet",
+]
