@@ -3,7 +3,7 @@
 One eval task costs: ``eval.episodes`` deterministic episodes with the meta-trained policy, the
 adaptation (logistic classifier of eq. 11, ``new_data_updates`` eq.-18 updates on the new episode,
 ``old_data_updates`` eq.-19 updates on ``old_data_batch`` meta-training samples), then
-``eval.episodes`` episodes with the adapted policy: ``metarl.training.evaluation.evaluate_task``.
+``eval.episodes`` episodes with the adapted policy: ``metarl.methods.mql.evaluate_task``.
 
 The module is the config's (Ant-FB by default), either fresh with its replay filled by the
 config's cold start (random actions, as meta-training starts) or loaded from ``--ckpt``. The cost
@@ -42,9 +42,9 @@ def timed(fn: Any, *args: Any) -> tuple[Any, float]:
 
 def load_module(config: str, ckpt: Path | None, fill_steps: int | None, overrides: list[str]) -> Any:
     if ckpt is not None:
-        from metarl.training.meta_train import MetaTrainModule
+        from metarl.methods.mql import MQLMetaTrain
 
-        return MetaTrainModule.load_from_checkpoint(str(ckpt), map_location="cpu")
+        return MQLMetaTrain.load_from_checkpoint(str(ckpt), map_location="cpu")
     module = build_module(config, *overrides)
     target = module.collect_cfg.cold_start_steps if fill_steps is None else fill_steps
     # Meta-training's own cold start (random actions, short episodes cycling through the tasks)
@@ -92,9 +92,9 @@ def update_seconds(module: Any, n: int = 20) -> float:
     loads ("one eval task costs as much as N meta-training updates")."""
     import torch
 
-    from metarl.training.adapt import AdaptModule
+    from metarl.methods.mql import MQLAdapt
 
-    copy = AdaptModule(module, seed=0)
+    copy = MQLAdapt(module, seed=0)
     critic_opt, actor_opt = copy.make_optimizers()
     gen = torch.Generator().manual_seed(0)
     with torch.enable_grad():
@@ -107,7 +107,7 @@ def update_seconds(module: Any, n: int = 20) -> float:
 
 
 def measure(module: Any, repeats: int) -> dict[str, Any]:
-    from metarl.training.evaluation import evaluate_task
+    from metarl.methods.mql import evaluate_task
 
     n_tasks = len(module.family.eval_tasks)
     k = n_tasks if module.eval_cfg.num_tasks is None else min(module.eval_cfg.num_tasks, n_tasks)

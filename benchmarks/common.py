@@ -88,10 +88,10 @@ def build_module(config: str, *overrides: str) -> Any:
     os.environ.setdefault("WANDB_MODE", "disabled")
     from metarl.cli import TRAINER_DEFAULTS, MetaRLCLI
     from metarl.config_files import resolve_argv
-    from metarl.training.base import MetaRLBase
+    from metarl.training.module import MetaTrainModule
 
     args = ["--config", f"{config.removesuffix('.yaml')}.yaml", "--trainer.logger=false", *overrides]
-    cli = MetaRLCLI(MetaRLBase, subclass_mode_model=True, trainer_defaults=TRAINER_DEFAULTS,
+    cli = MetaRLCLI(MetaTrainModule, subclass_mode_model=True, trainer_defaults=TRAINER_DEFAULTS,
                     parser_kwargs={"parser_mode": "omegaconf+"}, save_config_callback=None,
                     args=resolve_argv(args), run=False)
     return cli.model

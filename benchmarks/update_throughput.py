@@ -8,7 +8,7 @@ critics, policy delay 2, Polyak averaging, Adam), four GRUs (actor, critic and b
   Polyak loop. It does what metarl's update does: the target actor and critic on the next
   history, the critic step, and every second update the actor step with the critic frozen and its
   context re-encoded under ``no_grad`` after the critic step, then Polyak on all four target nets.
-- ``metarl``: ``MetaTrainModule.td3_update`` of the module that ``python -m metarl fit --config
+- ``metarl``: ``MQLMetaTrain.td3_update`` of the module that ``python -m metarl fit --config
   ant_fb.yaml`` builds, with its own optimizers (``make_optimizers``): the default fast path.
 - ablations of metarl, to show what each part of the fast path buys (same code, switches off):
   ``metarl_fast_off`` (``encoder.fast: false`` and a plain ``torch.optim.Adam``: the update as it
@@ -295,7 +295,7 @@ def main() -> None:
         "replay_sampling": "excluded from every loop (pre-drawn random batches with a replay sample's keys and shapes)",
         "loops": {
             "naive": "plain PyTorch: nn.GRU encoders, separate modules, default Adam, TD3-reference Polyak loop",
-            "metarl": "MetaTrainModule.td3_update with make_optimizers(): fused GRU, batched encoders, fused Adam",
+            "metarl": "MQLMetaTrain.td3_update with make_optimizers(): fused GRU, batched encoders, fused Adam",
             "metarl_plain_adam": "as metarl with torch.optim.Adam (no fused kernel)",
             "metarl_fast_off": "encoder.fast=false (nn.GRU, one call per encoder) and torch.optim.Adam",
         },

@@ -1,4 +1,4 @@
-"""``python -m metarl fit|test|validate --config ...``: a LightningCLI over MetaRLBase subclasses.
+"""``python -m metarl fit|test|validate --config ...``: a LightningCLI over the methods MetaTrainModule subclasses.
 
 Errors of the user's making (a bad key or value, a missing config, an unusable checkpoint, a run
 that diverged) are one line on stderr and a non-zero exit code, with no traceback unless
@@ -19,9 +19,10 @@ from pytorch_lightning.cli import LightningCLI
 from metarl.cli_errors import ConfigError, describe_instantiation_error, describe_parse_error, innermost_error
 from metarl.config_files import resolve_argv
 from metarl.tracking import apply_wandb_mode, place_sweep_run, start_wandb
-from metarl.training.base import MetaRLBase
 from metarl.training.callbacks import AtomicCheckpointIO, MetaCheckpoint, RunInterrupted
+from metarl.training.module import MetaTrainModule
 from metarl.training.resume import (
+    LEGACY_CLASS_PATHS,
     CheckpointError,
     check_resume_run_config,
     find_last_checkpoint,
@@ -97,6 +98,7 @@ class MetaRLCLI(LightningCLI):
         hparams = dict(ckpt["hyper_parameters"])
         hparams.pop("_instantiator", None)
         class_path = hparams.pop("_class_path", None)
+        class_path = LEGACY_CLASS_PATHS.get(class_path, class_path)
         model_cfg = self.config[sub]["model"]
         wanted_class = getattr(model_cfg, "class_path", None)
         if class_path and wanted_class and class_path != wanted_class:
@@ -191,7 +193,7 @@ def _run(argv: list[str], from_command_line: bool) -> None:
     if from_command_line:
         sys.argv = [sys.argv[0], *argv]  # LightningCLI reads sys.argv itself when args is None
     MetaRLCLI(
-        MetaRLBase,
+        MetaTrainModule,
         subclass_mode_model=True,
         trainer_defaults=TRAINER_DEFAULTS,
         parser_kwargs={"parser_mode": "omegaconf+"},

@@ -47,19 +47,48 @@ def resolve_config(name: str) -> str:
     )
 
 
+def method_of(config_path: str) -> str | None:
+    """The method a config file selects (``model.class_path: metarl.methods.<method>.X``), if any."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config_path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # reported when the CLI parses the file
+    class_path = ((data or {}).get("model") or {}).get("class_path") if isinstance(data, dict) else None
+    if not isinstance(class_path, str):
+        return None
+    parts = class_path.split(".")
+    if parts[:2] == ["metarl", "methods"] and len(parts) > 3:
+        return parts[2]
+    return "mql" if class_path == "metarl.training.MetaTrainModule" else None  # checkpoints before methods/
+
+
+def method_part(overlay: str, method: str | None) -> str | None:
+    """An overlay's method-specific part: ``debug.yaml`` works on every method's configs because its
+    keys that only one method has live in ``debug/<method>.yaml``, added right after it."""
+    path = Path(overlay)
+    part = path.parent / path.stem / f"{method}.yaml"
+    return str(part) if method and part.is_file() else None
+
+
 def resolve_argv(argv: list[str]) -> list[str]:
-    """Replace the value of every --config by the file it names."""
+    """Replace the value of every --config by the file it names (plus an overlay's method part)."""
     out: list[str] = []
+    method: str | None = None
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg == "--config" and i + 1 < len(argv):
-            out += [arg, resolve_config(argv[i + 1])]
-            i += 2
+        if (arg == "--config" and i + 1 < len(argv)) or arg.startswith("--config="):
+            value = argv[i + 1] if arg == "--config" else arg.split("=", 1)[1]
+            path = resolve_config(value)
+            method = method_of(path) or method
+            out += ["--config", path]
+            part = method_part(path, method)
+            if part:
+                out += ["--config", part]
+            i += 2 if arg == "--config" else 1
             continue
-        if arg.startswith("--config="):
-            out.append("--config=" + resolve_config(arg.split("=", 1)[1]))
-        else:
-            out.append(arg)
+        out.append(arg)
         i += 1
     return out

@@ -23,12 +23,12 @@ def cli_model(*args: str):
 
     from metarl.cli import TRAINER_DEFAULTS, MetaRLCLI
     from metarl.config_files import resolve_argv
-    from metarl.training.base import MetaRLBase
+    from metarl.training.module import MetaTrainModule
 
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees pytest's own arguments
     try:
         cli = MetaRLCLI(
-            MetaRLBase,
+            MetaTrainModule,
             subclass_mode_model=True,
             trainer_defaults=TRAINER_DEFAULTS,
             parser_kwargs={"parser_mode": "omegaconf+"},

@@ -15,14 +15,14 @@ import pytest
 import torch
 
 #: Point robot + the debug overlay: iterations of one 20-step episode and 4 updates (no cold start,
-#: so every iteration updates), two evaluation periods. Lightning prefetches one iteration, so a
-#: period of 200 env steps holds 11 iterations (220 steps) and a budget of 420 ends the second
-#: one exactly: N = 88 updates, and a first half with a budget of 200 stops after N/2 = 44.
+#: so every iteration updates), two evaluation periods of 200 env steps = 10 iterations each; the
+#: budget of 400 ends the second one: N = 80 updates, and a first half with a budget of 200 stops
+#: after N/2 = 40.
 TINY = [
     "fit", "--config", "point_robot.yaml", "--config", "debug.yaml",
     "--model.init_args.collect.cold_start_steps=0",
     "--model.init_args.eval.every_env_steps=200",
-    "--model.init_args.total_env_steps=420",
+    "--model.init_args.total_env_steps=400",
     "--trainer.enable_model_summary=false",
     "--trainer.accelerator=cpu",  # bit-exact comparisons: no cuDNN nondeterminism on a GPU machine
 ]
@@ -75,6 +75,11 @@ def metrics(out: Path) -> list[dict[str, str]]:
         return [{k: row.get(k, "") for k in COMPARED} for row in csv.DictReader(f)]
 
 
+def at_epoch_end(ckpt: dict[str, Any]) -> bool:
+    """Saved at the end of an evaluation period, after its validation (periods are 200 env steps)."""
+    return counters(ckpt)["env_steps"] % 200 == 0
+
+
 def counters(ckpt: dict[str, Any]) -> dict[str, int]:
     return ckpt["metarl"]["counters"]
 
@@ -90,11 +95,14 @@ def assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
             for name, value in sa.items():
                 assert torch.equal(torch.as_tensor(value), torch.as_tensor(ob["state"][pid][name])), \
                     f"optimizer {i} state {pid}/{name} differs"
-    ra, rb = a["metarl"]["replay"], b["metarl"]["replay"]
-    assert torch.equal(ra["size"], rb["size"]) and torch.equal(ra["cursor"], rb["cursor"])
-    for key, value in ra["data"].items():
-        if isinstance(value, torch.Tensor):
-            assert torch.equal(value, rb["data"][key]), f"replay {key} differs"
+    buffers = [k for k, v in a["metarl"].items() if isinstance(v, dict) and {"data", "size", "cursor"} <= v.keys()]
+    assert buffers, "no replay buffer in the checkpoint"
+    for name in buffers:  # every replay of the method (MQL: one; PEARL: the RL and the encoder buffers)
+        ra, rb = a["metarl"][name], b["metarl"][name]
+        assert torch.equal(ra["size"], rb["size"]) and torch.equal(ra["cursor"], rb["cursor"]), f"{name} differs"
+        for key, value in ra["data"].items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, rb["data"][key]), f"{name} {key} differs"
 
 
 _STRAIGHT: list[Path] = []

@@ -1,4 +1,4 @@
-"""AdaptModule (MQL §3.2): it moves an adapted copy, never its source, and each ablation switch
+"""MQLAdapt (MQL §3.2): it moves an adapted copy, never its source, and each ablation switch
 changes what adaptation does."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from metarl.training import AdaptModule
-from metarl.training.evaluation import evaluate_task
+from metarl.methods.mql import MQLAdapt, evaluate_task
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -36,7 +35,7 @@ def _adapt(model, **changes):
         model.eval_rollouts.policy.use(model.actor, model.actor_encoder)
         _EPISODES[id(model)] = model.eval_rollouts.run_episode(0)
     settings = dataclasses.replace(model.adapt_cfg, **changes)
-    adapter = AdaptModule(model, settings, seed=0)
+    adapter = MQLAdapt(model, settings, seed=0)
     stats = adapter.adapt(_EPISODES[id(model)])
     return adapter, stats
 

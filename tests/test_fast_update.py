@@ -1,7 +1,7 @@
 """The fast TD3+GRU update is the straightforward one: the fused GRU (metarl.nets.gru), the encoders
 batched in td3_update and fused Adam against nn.GRU, one call per encoder and plain Adam.
 
-The reference update below is MetaRLBase.td3_update as it was before the fast path, written out
+The reference update below is TD3ContextNets.td3_update as it was before the fast path, written out
 with ``nn.GRU`` calls (``encoder.gru(history)``) and ``torch.optim.Adam(foreach=False)``; the TD3 math
 comes from metarl.algorithms in both (tested on its own in test_algorithms_td3.py).
 """
@@ -12,6 +12,7 @@ import copy
 from functools import partial
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from tensordict import TensorDict
 from torch import Tensor, nn
@@ -20,15 +21,16 @@ from torch.testing import assert_close
 from metarl import keys
 from metarl.algorithms.proximal import proximal_penalty
 from metarl.algorithms.td3 import actor_loss, critic_loss, smooth_target_action, soft_update_, td3_target
+from metarl.methods.mql import TD3Settings
+from metarl.methods.mql.td3_nets import TD3ContextNets
 from metarl.nets import Actor, ContextEncoder, TwinCritic
 from metarl.nets.gru import fused_gru
-from metarl.training.base import MetaRLBase, TD3Settings
 
 OBS, ACT, H, Z, B = 3, 2, 5, 4, 16
 TD3 = TD3Settings(policy_freq=2)
 
 
-class Tiny(MetaRLBase):
+class Tiny(TD3ContextNets, pl.LightningModule):
     def __init__(self, shared: bool, dtype: torch.dtype, fast: bool = True) -> None:
         super().__init__()
         torch.manual_seed(0)
@@ -56,7 +58,7 @@ def gru_z(encoder: ContextEncoder, history: Tensor) -> Tensor:
     return encoder.gru(history)[1][-1]  # nn.GRU, the straightforward path
 
 
-def reference_update(m: MetaRLBase, b: TensorDict, i: int, copt, aopt, noise: Tensor, weight=None, coef=None,
+def reference_update(m: Tiny, b: TensorDict, i: int, copt, aopt, noise: Tensor, weight=None, coef=None,
                      anchor=None) -> tuple[Tensor, Tensor | None]:
     with torch.no_grad():
         next_action = m.actor_target(b[keys.NEXT_OBS], gru_z(m.actor_encoder_target, b[keys.NEXT_HISTORY]))
@@ -91,7 +93,7 @@ def reference_update(m: MetaRLBase, b: TensorDict, i: int, copt, aopt, noise: Te
     return loss_c.detach(), None if loss_a is None else loss_a.detach()
 
 
-def plain_adam(m: MetaRLBase) -> list[torch.optim.Optimizer]:
+def plain_adam(m: Tiny) -> list[torch.optim.Optimizer]:
     return [torch.optim.Adam(m._critic_side_params(), lr=m.critic.lr, foreach=False),
             torch.optim.Adam(m._actor_side_params(), lr=m.actor.lr, foreach=False)]
 
@@ -143,7 +145,7 @@ def test_one_update_matches_at_fp32_tolerance(shared: bool) -> None:
 def test_several_updates_match_in_float64(shared: bool, adapt: bool) -> None:
     """Several updates (critic-only and actor steps, Polyak, Adam state; with adapt: per-sample
     weights and the proximal term of eqs. 18-19): every parameter, online and target, agrees."""
-    models: tuple[MetaRLBase, MetaRLBase] | None = None
+    models: tuple[Tiny, Tiny] | None = None
     for _, fast, ref, out, loss_c, loss_a in run_both(shared, torch.float64, steps=5, adapt=adapt):
         assert_close(out.loss_critic, loss_c, rtol=1e-10, atol=1e-12)
         assert (out.loss_actor is None) == (loss_a is None)

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 
-from tests.resume_support import assert_same_state, counters, fit, load, metrics, straight_run  # noqa: F401
+from tests.resume_support import (  # noqa: F401
+    assert_same_state,
+    at_epoch_end,
+    counters,
+    fit,
+    load,
+    metrics,
+    straight_run,
+)
 
 
 @pytest.mark.filterwarnings("error:The dirpath has changed")  # resuming into a new folder is not a problem
@@ -34,7 +42,7 @@ def test_resume_from_periodic_checkpoint_before_epoch_end(straight_run: Path, tm
     # The hardest periodic checkpoint: the iteration right before an epoch ends (Lightning has already
     # decided that one more iteration runs, then validation).
     mid_epoch = [(load(p), p) for p in (straight_run / "ckpt").glob("epoch=0-*.ckpt")]
-    mid_epoch = [(c, p) for c, p in mid_epoch if not c["metarl"]["epoch"]["exhausted"]]
+    mid_epoch = [(c, p) for c, p in mid_epoch if not at_epoch_end(c)]
     _, path = max(mid_epoch, key=lambda cp: counters(cp[0])["iteration"])
 
     out = tmp_path / "resumed"
@@ -56,7 +64,7 @@ class SignalAt(pl.Callback):
             os.kill(os.getpid(), self.signum)
 
 
-@pytest.mark.parametrize("iteration", [5, 11], ids=["mid-epoch", "epoch-end"])
+@pytest.mark.parametrize("iteration", [5, 10], ids=["mid-epoch", "epoch-end"])
 def test_sigint_checkpoints_and_resumes_exactly(
     straight_run: Path, tmp_path: Path, iteration: int, capsys: pytest.CaptureFixture[str]  # noqa: F811
 ) -> None:
@@ -72,7 +80,7 @@ def test_sigint_checkpoints_and_resumes_exactly(
     saved = load(out / "ckpt" / "last.ckpt")
     # Saved at the end of the interrupted iteration; at an epoch's end, after its validation.
     assert counters(saved)["iteration"] == iteration
-    assert saved["metarl"]["epoch"]["exhausted"] == (iteration == 11)
+    assert at_epoch_end(saved) == (iteration == 10)
     assert signal.getsignal(signal.SIGINT) is handler  # the handler from before the run is back
 
     rest = tmp_path / "rest"

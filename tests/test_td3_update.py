@@ -1,4 +1,4 @@
-"""The TD3 update of MetaRLBase: gradient isolation and untouched inputs (TorchRL loss-test style)."""
+"""The TD3 update of MQL (TD3ContextNets): gradient isolation and untouched inputs (TorchRL loss-test style)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,8 @@
-"""The coordinating LightningModules and their helpers."""
+"""What every method shares: the MetaTrainModule / AdaptModule contract, the run loop and schedule,
+the meta-test protocol and report, checkpoints, exact resume and the callbacks."""
 
-from metarl.training.adapt import AdaptModule
-from metarl.training.adapt_settings import AdaptSettings
-from metarl.training.base import MetaRLBase, TD3Settings
-from metarl.training.meta_train import MetaTrainModule
-from metarl.training.settings import CollectSettings, EvalSettings
+from metarl.training.evaluation import TaskResult, summarize
+from metarl.training.module import AdaptModule, MetaTrainModule
+from metarl.training.settings import EvalSettings
 
-__all__ = [
-    "AdaptModule", "AdaptSettings", "CollectSettings", "EvalSettings", "MetaRLBase", "MetaTrainModule",
-    "TD3Settings",
-]
+__all__ = ["AdaptModule", "EvalSettings", "MetaTrainModule", "TaskResult", "summarize"]

@@ -22,7 +22,7 @@ def format_table(summary: dict[str, Any]) -> str:
 def report_test(module: Any, results: list[TaskResult]) -> dict[str, Any]:
     """Print the table and write ``meta_test.json`` next to the checkpoint (or in the log dir)."""
     summary = summarize(results)
-    summary.update({"family": module.family.name, "env_steps": module.env_steps})
+    summary.update({"method": module.method_name, "family": module.family.name, "env_steps": module.env_steps})
     trainer = module._trainer
     ckpt = getattr(trainer, "ckpt_path", None) if trainer is not None else None
     if ckpt:

@@ -21,6 +21,9 @@ from metarl.training.checkpoint_state import STATE_VERSION
 #: carried in the checkpoint (weights, optimizers, replay, RNGs).
 RESUMABLE = ("total_env_steps", "eval", "adapt")
 
+#: Class paths that older checkpoints carry, and the class that now holds the same method.
+LEGACY_CLASS_PATHS = {"metarl.training.MetaTrainModule": "metarl.methods.mql.MQLMetaTrain"}
+
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the problem."""

@@ -1,8 +1,7 @@
-"""MetaRLBase: what meta-training and adaptation share — the MQL networks and the TD3 update.
+"""TD3ContextNets: what MQL's meta-training and adaptation share — the networks and the TD3 update.
 
-The CLI is built on this class (``LightningCLI(MetaRLBase, subclass_mode_model=True)``) so a config
-can name MetaTrainModule or AdaptModule. The nets are LightningModules built from factories
-(dependency injection: the config gives their hyperparameters, this class gives their sizes).
+A mixin of both MQL modules (MQLMetaTrain, MQLAdapt). The nets are LightningModules built from
+factories (dependency injection: the config gives their hyperparameters, this class their sizes).
 """
 
 from __future__ import annotations
@@ -19,29 +18,9 @@ from torch import Tensor
 from metarl import keys
 from metarl.algorithms.proximal import proximal_penalty
 from metarl.algorithms.td3 import actor_loss, critic_loss, smooth_target_action, soft_update_, td3_target
+from metarl.methods.mql.settings import TD3Settings
 from metarl.nets import Actor, ContextEncoder, TwinCritic
-
-
-@dataclass(frozen=True)
-class TD3Settings:
-    """TD3 hyperparameters (Fujimoto et al. 2018; values per env in paper Table 1)."""
-
-    gamma: float = 0.99
-    tau: float = 0.005
-    policy_noise: float = 0.3
-    noise_clip: float = 0.5
-    policy_freq: int = 2
-
-    def validate(self) -> None:
-        if not 0 <= self.gamma <= 1:
-            raise ValueError(f"td3.gamma must be in [0, 1], got {self.gamma}")
-        if not 0 < self.tau <= 1:
-            raise ValueError(f"td3.tau must be in (0, 1], got {self.tau}")
-        for name in ("policy_noise", "noise_clip"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"td3.{name} must be >= 0, got {getattr(self, name)}")
-        if self.policy_freq < 1:
-            raise ValueError(f"td3.policy_freq must be >= 1, got {self.policy_freq}")
+from metarl.training.module import backward
 
 
 @dataclass
@@ -50,8 +29,14 @@ class UpdateResult:
     loss_actor: Tensor | None
 
 
-class MetaRLBase(pl.LightningModule):
-    """Builds the context encoders, actor, twin critics and their target copies."""
+class TD3ContextNets:
+    """Builds the context encoders, actor, twin critics and their target copies, and updates them
+    with TD3. Mixed into a LightningModule (the nets become its submodules)."""
+
+    actor: Actor
+    critic: TwinCritic
+    critic_encoder: ContextEncoder
+    actor_encoder: ContextEncoder
 
     def build_nets(
         self,
@@ -170,11 +155,7 @@ class MetaRLBase(pl.LightningModule):
         return UpdateResult(loss_c.detach(), None if loss_a is None else loss_a.detach())
 
     def _backward(self, loss: Tensor) -> None:
-        # Adaptation also runs outside a Trainer (inside the validation loop, or from Python).
-        if self._trainer is None:
-            loss.backward()
-        else:
-            self.manual_backward(loss)
+        backward(self, loss)  # type: ignore[arg-type]
 
     def _critic_side_params(self) -> list[Tensor]:
         return [*self.critic.parameters(), *self.critic_encoder.parameters()]

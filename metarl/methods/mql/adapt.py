@@ -1,4 +1,4 @@
-"""AdaptModule: MQL adaptation to a new task (paper §3.2, eqs. 2, 11-13, 18-19).
+"""MQLAdapt: MQL adaptation to a new task (paper §3.2, eqs. 2, 11-13, 18-19).
 
 For one new task::
 
@@ -32,12 +32,13 @@ from metarl.algorithms.propensity import (
     prox_coef,
 )
 from metarl.data.replay import MultiTaskReplay, episode_to_replay
+from metarl.methods.mql.settings import AdaptSettings, TD3Settings
+from metarl.methods.mql.td3_nets import TD3ContextNets
 from metarl.nets.optim import adam
-from metarl.training.adapt_settings import AdaptSettings
-from metarl.training.base import MetaRLBase, TD3Settings
+from metarl.training.module import AdaptModule
 
 if TYPE_CHECKING:
-    from metarl.training.meta_train import MetaTrainModule
+    from metarl.methods.mql.meta_train import MQLMetaTrain
 
 
 @dataclass
@@ -52,12 +53,11 @@ class AdaptStats:
     lambdas: list[float] = field(default_factory=list)
 
 
-class AdaptModule(MetaRLBase):
+class MQLAdapt(TD3ContextNets, AdaptModule):
     """A copy of a meta-trained module's nets that adapts to one new task."""
 
-    def __init__(self, source: MetaTrainModule, settings: AdaptSettings | None = None, seed: int = 0) -> None:
+    def __init__(self, source: MQLMetaTrain, settings: AdaptSettings | None = None, seed: int = 0) -> None:
         super().__init__()
-        self.automatic_optimization = False
         self.cfg = settings if settings is not None else source.adapt_cfg
         self.td3: TD3Settings = source.td3
         self.shared_encoder = source.shared_encoder
@@ -75,12 +75,6 @@ class AdaptModule(MetaRLBase):
         self.snapshot_size = source.collect_cfg.snapshot_size
         self.anchor = self.anchor_params()  # theta_meta
         self.generator = torch.Generator().manual_seed(seed)
-
-    @classmethod
-    def from_checkpoint(cls, path: str, settings: AdaptSettings | None = None, seed: int = 0) -> AdaptModule:
-        from metarl.training.meta_train import MetaTrainModule
-
-        return cls(MetaTrainModule.load_from_checkpoint(path, map_location="cpu"), settings, seed)
 
     # ----------------------------------------------------------------------------- eq. 11-13
     def _features(self, batch: TensorDictBase) -> Tensor:

@@ -1,5 +1,5 @@
-"""MetaTrainModule: MQL meta-training (paper §3.1, eq. 15) — TD3 with a GRU context on the
-multi-task objective, with adaptation on held-out tasks as the validation loop (§3.2).
+"""MQLMetaTrain: MQL meta-training (paper §3.1, eq. 15) — TD3 with a GRU context on the
+multi-task objective, with adaptation on held-out tasks (MQLAdapt, §3.2) as the validation loop.
 
 One training_step is one meta-training iteration::
 
@@ -10,7 +10,6 @@ One training_step is one meta-training iteration::
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,22 +17,21 @@ from typing import Any
 import numpy as np
 import torch
 from tensordict import TensorDictBase
-from torch.utils.data import DataLoader
 
 from metarl import keys
 from metarl.data.policy import ActingPolicy
 from metarl.data.replay import MultiTaskReplay, episode_to_replay
 from metarl.data.rollouts import Rollouts, episode_returns, split_episodes
-from metarl.envs import make_task_family
+from metarl.methods.mql.evaluation import evaluate_task
+from metarl.methods.mql.settings import AdaptSettings, CollectSettings, TD3Settings
+from metarl.methods.mql.td3_nets import TD3ContextNets
 from metarl.nets import Actor, ContextEncoder, TwinCritic
-from metarl.training.adapt_settings import AdaptSettings
-from metarl.training.base import MetaRLBase, TD3Settings
-from metarl.training.checkpoint_state import EpochPosition, load_training_state, set_global_rng_state, training_state
-from metarl.training.schedule import iteration_loader, list_loader
-from metarl.training.settings import CollectSettings, EvalSettings
+from metarl.training.evaluation import TaskResult
+from metarl.training.module import MetaTrainModule
+from metarl.training.settings import EvalSettings
 
 
-class MetaTrainModule(MetaRLBase):
+class MQLMetaTrain(TD3ContextNets, MetaTrainModule):
     """Args:
     family: task family name (``metarl.envs.FAMILY_NAMES``); ``family_overrides`` are passed to it.
     encoder, actor, critic: factories of the nets (the config gives their hyperparameters).
@@ -44,6 +42,8 @@ class MetaTrainModule(MetaRLBase):
     total_env_steps: the meta-training budget.
     seed: seeds nets, tasks, envs, noise and sampling.
     """
+
+    method_name = "mql"
 
     def __init__(
         self,
@@ -63,22 +63,17 @@ class MetaTrainModule(MetaRLBase):
         adapt: AdaptSettings = AdaptSettings(),
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(family, family_overrides, total_env_steps, eval, seed)
         self.save_hyperparameters()
-        self.automatic_optimization = False
-        for name, value, low in (("history_len", history_len, 1), ("batch_size", batch_size, 1),
-                                 ("updates_per_iter", updates_per_iter, 1), ("total_env_steps", total_env_steps, 1)):
-            if value < low:
-                raise ValueError(f"model.{name} must be >= {low}, got {value}")
+        for name, value in (("history_len", history_len), ("batch_size", batch_size),
+                            ("updates_per_iter", updates_per_iter)):
+            if value < 1:
+                raise ValueError(f"model.{name} must be >= 1, got {value}")
         td3.validate()
         collect.validate()
-        eval.validate()
         adapt.validate()
-        self.family = make_task_family(family, **(family_overrides or {}))
-        self.td3, self.collect_cfg, self.eval_cfg, self.adapt_cfg = td3, collect, eval, adapt
-        self.history_len, self.batch_size = history_len, batch_size
-        self.updates_per_iter, self.total_env_steps = updates_per_iter, total_env_steps
-        self.seed = seed
+        self.td3, self.collect_cfg, self.adapt_cfg = td3, collect, adapt
+        self.history_len, self.batch_size, self.updates_per_iter = history_len, batch_size, updates_per_iter
         torch.manual_seed(seed)  # the nets' initial weights
         self.build_nets(self.family.obs_dim, self.family.act_dim, encoder, actor, critic, shared_encoder)
         n_train = len(self.family.train_tasks)
@@ -94,13 +89,6 @@ class MetaTrainModule(MetaRLBase):
         )
         self._rollouts: Rollouts | None = None
         self._eval_rollouts: Rollouts | None = None
-        self._test_results: list[Any] = []
-        self.env_steps = 0
-        self.num_updates = 0
-        self.num_episodes = 0
-        self.iteration = 0
-        self.epoch_position = EpochPosition()  # checkpointed: see checkpoint_state.py
-        self._pending_rng: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------------------- data
     @property
@@ -118,48 +106,31 @@ class MetaTrainModule(MetaRLBase):
                                            self.seed + 5, evaluation=True)
         return self._eval_rollouts
 
-    def train_dataloader(self) -> DataLoader:
-        return iteration_loader(self._start_epoch, self._epoch_continues)
-
-    def _start_epoch(self) -> None:
-        self.epoch_position.start(self.env_steps)
-
-    def _epoch_continues(self) -> bool:
-        return self.epoch_position.decide(self._next_iteration_in_epoch)
-
-    def _next_iteration_in_epoch(self) -> bool:
-        if self.env_steps >= self.total_env_steps:
-            if self._trainer is not None:
-                self.trainer.should_stop = True
-            return False
-        return self.env_steps - self.epoch_position.start_env_steps < self.eval_cfg.every_env_steps
-
-    def val_dataloader(self) -> DataLoader:
-        n = len(self.family.eval_tasks)
-        k = n if self.eval_cfg.num_tasks is None else min(self.eval_cfg.num_tasks, n)
-        return list_loader(list(range(k)))
-
-    def test_dataloader(self) -> DataLoader:
-        # Meta-test: the full protocol on every eval task.
-        return list_loader(list(range(len(self.family.eval_tasks))))
-
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return self.make_optimizers()
 
     # ----------------------------------------------------------------------------- training
+    def iteration_env_steps(self, env_steps: int) -> int:
+        """The cold start collects up to its budget in rounds of ``episodes_per_iter`` full-length
+        episodes' worth of steps; after it, ``episodes_per_iter`` full episodes."""
+        cfg = self.collect_cfg
+        per_iter = cfg.episodes_per_iter * self.family.max_episode_steps
+        if env_steps < cfg.cold_start_steps:
+            return max(min(cfg.cold_start_steps - env_steps, per_iter), 1)
+        return per_iter
+
     def _collect(self) -> dict[str, float]:
         """Cold start (random actions, short episodes cycling through the tasks) until its budget,
         then `episodes_per_iter` exploratory episodes on uniformly drawn train tasks."""
         cfg = self.collect_cfg
-        cold = self.env_steps < cfg.cold_start_steps
-        if cold:
+        frames = self.iteration_env_steps(self.env_steps)
+        if self.env_steps < cfg.cold_start_steps:
             self.rollouts.sampler.mode = "cycle"
-            frames = min(cfg.cold_start_steps - self.env_steps, cfg.episodes_per_iter * self.family.max_episode_steps)
             ep_len = min(cfg.cold_start_episode_len or self.family.max_episode_steps, self.family.max_episode_steps)
-            batch = self.rollouts.collect(max(frames, 1), "random", episode_cap=ep_len)
+            batch = self.rollouts.collect(frames, "random", episode_cap=ep_len)
         else:
             self.rollouts.sampler.mode = "uniform"
-            batch = self.rollouts.collect(cfg.episodes_per_iter * self.family.max_episode_steps, "explore")
+            batch = self.rollouts.collect(frames, "explore")
         self._store(batch)
         stats = episode_returns(batch)
         metrics = {"train/return": float(np.mean([r for _, r, _ in stats]))}
@@ -183,8 +154,7 @@ class MetaTrainModule(MetaRLBase):
             return max(1, frames // self.collect_cfg.episodes_per_iter)
         return self.updates_per_iter
 
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        self._restore_rng_if_resumed()
+    def meta_train_iteration(self) -> dict[str, float]:
         critic_opt, actor_opt = self.optimizers()  # type: ignore[misc]
         t0 = time.perf_counter()
         steps_before = self.env_steps
@@ -205,7 +175,6 @@ class MetaTrainModule(MetaRLBase):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # updates/s must time the work, not its queueing
         t2 = time.perf_counter()
-        self.iteration += 1
         metrics.update({
             "train/env_steps": float(self.env_steps),
             "train/updates": float(self.num_updates),
@@ -216,74 +185,27 @@ class MetaTrainModule(MetaRLBase):
             metrics["time/updates_per_s"] = n / max(t2 - t1, 1e-9)
         if n_actor:
             metrics["train/loss_actor"] = float(loss_a) / n_actor
-        self._check_finite(metrics)
-        bar = {"train/env_steps", "train/return"}
-        self.log_dict({k: v for k, v in metrics.items() if k in bar}, prog_bar=True, batch_size=1)
-        self.log_dict({k: v for k, v in metrics.items() if k not in bar}, batch_size=1)
+        return metrics
 
-    def _check_finite(self, metrics: dict[str, float]) -> None:
-        """Stop on a NaN/inf loss or parameter, before anything is logged or checkpointed (the
-        exception skips this iteration's checkpoint hooks, so the last good checkpoint stays)."""
-        where = (f"at update {self.num_updates}, iteration {self.iteration} (env step {self.env_steps}); "
-                 "training stopped, the last checkpoint is untouched")
-        for name in ("train/loss_critic", "train/loss_actor"):
-            if name in metrics and not np.isfinite(metrics[name]):
-                raise FloatingPointError(f"{name} is {metrics[name]} {where}")
-        params = list(self.named_parameters())
-        # One host sync for all parameters; names are looked up only when something is wrong.
-        if not bool(torch.stack([torch.isfinite(p).all() for _, p in params]).all()):
-            bad = next(name for name, p in params if not torch.isfinite(p).all())
-            raise FloatingPointError(f"parameter {bad} is not finite {where}")
-
-    # ----------------------------------------------------------------------------- validation
-    def validation_step(self, task_index: int, batch_idx: int) -> None:
-        from metarl.training.evaluation import evaluate_task
-
-        with torch.inference_mode(False), torch.enable_grad():
-            result = evaluate_task(self, task_index)
-        self.log_dict({**result.scalar_metrics(), "eval/env_steps": float(self.env_steps)}, batch_size=1)
-        result.log_extras(self)
-
-    def test_step(self, task_index: int, batch_idx: int) -> None:
-        from metarl.training.evaluation import evaluate_task
-
-        with torch.inference_mode(False), torch.enable_grad():
-            result = evaluate_task(self, task_index)
-        self._test_results.append(result)
-        self.log_dict(result.scalar_metrics(), batch_size=1)
-
-    def on_test_epoch_start(self) -> None:
-        self._test_results = []
-
-    def on_test_epoch_end(self) -> None:
-        from metarl.training.report import report_test
-
-        report_test(self, self._test_results)
+    # ----------------------------------------------------------------------------- evaluation
+    def evaluate_task(self, task_index: int) -> TaskResult:
+        return evaluate_task(self, task_index)
 
     # ----------------------------------------------------------------------------- checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["metarl"] = training_state(self)
+    def method_state(self) -> dict[str, Any]:
+        return {
+            "replay": self.replay.state_dict(),
+            "rollouts": self.rollouts.state_dict(),
+            "eval_rollouts": self.eval_rollouts.state_dict(),
+            "policy": self.policy.state_dict(),
+            "sample_gen": self.sample_gen.get_state(),
+            "noise_gen": self.noise_gen.get_state(),
+        }
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        load_training_state(self, checkpoint.get("metarl"))
-
-    def _restore_rng_if_resumed(self) -> None:
-        if self._pending_rng is not None:
-            set_global_rng_state(self._pending_rng)
-            self._pending_rng = None
-
-    def on_fit_start(self) -> None:
-        # W&B charts over env steps (the paper's Fig. 5 axis), not over Lightning's step counter.
-        for logger in self.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                run = logger.experiment
-                run.define_metric("train/env_steps")
-                run.define_metric("eval/env_steps")
-                for prefix in ("train", "time"):
-                    run.define_metric(f"{prefix}/*", step_metric="train/env_steps")
-                for prefix in ("eval", "adapt"):
-                    run.define_metric(f"{prefix}/*", step_metric="eval/env_steps")
-
-    def on_train_start(self) -> None:
-        random.seed(self.seed)
-        np.random.seed(self.seed)
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        self.replay.load_state_dict(state["replay"])
+        self.rollouts.load_state_dict(state["rollouts"])
+        self.eval_rollouts.load_state_dict(state["eval_rollouts"])
+        self.policy.load_state_dict(state["policy"])
+        self.sample_gen.set_state(state["sample_gen"])
+        self.noise_gen.set_state(state["noise_gen"])

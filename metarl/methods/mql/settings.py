@@ -1,5 +1,5 @@
-"""Adaptation hyperparameters (MQL §3.2). Defaults follow the paper; the released code's
-behaviours are options (see docs/fidelity.md)."""
+"""MQL's hyperparameter groups: TD3, data collection, adaptation (sections of an MQL experiment YAML).
+Defaults follow the paper; the released code's behaviours are options (see docs/fidelity.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,54 @@ FEATURES = ("z", "obs_z")
 
 
 @dataclass(frozen=True)
+class TD3Settings:
+    """TD3 hyperparameters (Fujimoto et al. 2018; values per env in paper Table 1)."""
+
+    gamma: float = 0.99
+    tau: float = 0.005
+    policy_noise: float = 0.3
+    noise_clip: float = 0.5
+    policy_freq: int = 2
+
+    def validate(self) -> None:
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"td3.gamma must be in [0, 1], got {self.gamma}")
+        if not 0 < self.tau <= 1:
+            raise ValueError(f"td3.tau must be in (0, 1], got {self.tau}")
+        for name in ("policy_noise", "noise_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"td3.{name} must be >= 0, got {getattr(self, name)}")
+        if self.policy_freq < 1:
+            raise ValueError(f"td3.policy_freq must be >= 1, got {self.policy_freq}")
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    """How data is gathered during meta-training (MQL reference §2.4-2.6)."""
+
+    episodes_per_iter: int = 5  # reference `num_tasks_sample`
+    expl_noise: float = 0.3  # paper Table 1 "TD3 exploration noise"
+    cold_start_steps: int = 10_000  # reference: max(num_initial_steps * n_train, burn_in)
+    cold_start_episode_len: int = 50  # reference: max_path_length / 4 during the cold start
+    min_replay_for_full_updates: int = 100_000  # reference `min_buffer_size`
+    replay_size: int = 1_000_000  # reference `replay_size` (pooled over tasks)
+    snapshot_size: int = 2000  # reference `snapshot_size`: recent per-task data for the classifier
+
+    def validate(self) -> None:
+        for name in ("episodes_per_iter", "replay_size", "snapshot_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"collect.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("cold_start_steps", "cold_start_episode_len", "min_replay_for_full_updates"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"collect.{name} must be >= 0, got {getattr(self, name)}")
+        if self.expl_noise < 0:
+            raise ValueError(f"collect.expl_noise must be >= 0, got {self.expl_noise}")
+
+
+@dataclass(frozen=True)
 class AdaptSettings:
+    """Adaptation to a new task (MQL §3.2, eqs. 11-13, 18-19)."""
+
     new_data_updates: int = 10  # paper Table 1 "Adaptation parameter updates per episode (eq. 18)"
     old_data_updates: int = 100  # paper Table 1 "... (eq. 19)"; 0 turns eq. 19 off (paper §4.3)
     old_data_batch: int = 1280  # reference: sample_mult (5) x 256

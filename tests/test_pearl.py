@@ -1,0 +1,205 @@
+"""PEARL without learning: gradient isolation of the update, the encoder buffer, the collection and
+evaluation schedules of z, and, through the CLI, exact resume, SIGTERM, the meta-test report and the
+checkpoint of another method."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from metarl import keys
+from metarl.methods.pearl import evaluate_task
+from metarl.methods.pearl.collect import collect_phase, initial_collection, visit
+from metarl.methods.pearl.update import pearl_step
+from tests.conftest import cli_model
+from tests.resume_support import assert_same_state, counters, load, metrics, straight_run  # noqa: F401
+
+#: pearl_point_robot.yaml + debug: a first iteration of 80 tasks x 2 initial + 40 steps = 200, then 40 per
+#: iteration; evaluations at 0, 200, 400 and 600 (the budget).
+TINY = ["fit", "--config", "pearl_point_robot.yaml", "--config", "debug.yaml",
+        "--model.init_args.eval.every_env_steps=200", "--trainer.enable_model_summary=false",
+        "--trainer.accelerator=cpu"]
+
+
+def _fit(out: Path, *extra: str) -> None:
+    from metarl.cli import main
+
+    logger = {"class_path": "pytorch_lightning.loggers.CSVLogger",
+              "init_args": {"save_dir": str(out), "name": "csv", "version": 0}}
+    main([*TINY, f"--trainer.logger={json.dumps(logger)}", f"--checkpoint.dirpath={out / 'ckpt'}", *extra])
+
+
+@pytest.fixture(scope="module")
+def pearl_straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pearl_straight")
+    _fit(out)
+    return out
+
+
+@pytest.fixture
+def model():
+    m = cli_model("--config", "pearl_point_robot.yaml", "--config", "debug.yaml").model
+    initial_collection(m)
+    return m
+
+
+# ----------------------------------------------------------------------------- the update
+def test_each_loss_reaches_only_its_nets(model) -> None:
+    """Encoder: the Q loss + KL only (one gradient per step); Q: its own loss (frozen in V and pi);
+    V: its loss; the policy: its loss (the V target is detached); the target V: never."""
+    counts: dict[str, int] = {}
+    for name in ("encoder", "critic", "value", "actor"):
+        for p in getattr(model, name).parameters():
+            p.register_hook(lambda g, n=name: counts.__setitem__(n, counts.get(n, 0) + 1) or g)
+    n_params = {n: len(list(getattr(model, n).parameters())) for n in ("encoder", "critic", "value", "actor")}
+    before = [p.clone() for p in model.encoder.parameters()]
+    opts = model.configure_optimizers()
+    pearl_step(model, opts)
+    assert counts == n_params, f"gradients per parameter: {counts} vs one each {n_params}"
+    assert all(p.grad is None for p in model.value_target.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.encoder.parameters(), strict=True))
+
+
+def test_encoder_gradient_is_that_of_q_loss_plus_kl(model) -> None:
+    """The encoder's gradient after a whole step equals d(kl_lambda * KL + L_Q)/d(encoder) alone."""
+    from metarl.algorithms.pearl import kl_to_standard_normal, reparam_sample
+    from metarl.algorithms.sac import q_target, twin_q_loss
+    from metarl.nets import ProbContextEncoder
+
+    m = model
+    gens = (m.sample_gen.get_state(), m.noise_gen.get_state())
+    # The step's draws, the pre-step parameters, only the two terms that may reach the encoder.
+    tasks = torch.randint(len(m.family.train_tasks), (m.meta_batch,), generator=m.sample_gen)
+    context = m.enc_replay.sample_per_task(tasks, m.embedding_batch_size, m.sample_gen)
+    batch = m.replay.sample_per_task(tasks, m.batch_size, m.sample_gen).reshape(-1)
+    mu, var = m.encoder.posterior(ProbContextEncoder.context_from(context, False))
+    z = reparam_sample(mu, var, torch.randn(mu.shape, generator=m.noise_gen)).repeat_interleave(m.batch_size, 0)
+    q1, q2 = m.critic(batch[keys.OBS], batch[keys.ACTION], z)
+    with torch.no_grad():
+        y = q_target(batch[keys.REWARD], batch[keys.TERMINATED], m.value_target(batch[keys.NEXT_OBS], z),
+                     m.sac.gamma, m.sac.reward_scale)
+    loss = m.kl_lambda * kl_to_standard_normal(mu, var) + twin_q_loss(q1, q2, y)
+    want = torch.autograd.grad(loss, list(m.encoder.parameters()))
+    m.sample_gen.set_state(gens[0])
+    m.noise_gen.set_state(gens[1])
+    pearl_step(m, m.configure_optimizers())  # the same draws again, now the whole step
+    for p, w in zip(m.encoder.parameters(), want, strict=True):
+        torch.testing.assert_close(p.grad, w)
+
+
+# ----------------------------------------------------------------------------- data collection
+def test_a_visit_clears_the_encoder_buffer_and_refills_it_with_prior_data_only(model) -> None:
+    cfg = model.collect_cfg
+    task = 3
+    rl_before, enc_before = model.replay.size(task), model.enc_replay.size(task)
+    assert enc_before == cfg.num_initial_steps
+    steps_before = model.env_steps
+    visit(model, task)
+    assert model.enc_replay.size(task) == cfg.num_steps_prior + cfg.num_steps_posterior
+    assert model.replay.size(task) == rl_before + cfg.steps_per_visit
+    assert model.env_steps - steps_before == cfg.steps_per_visit
+    held = model.enc_replay.sample_per_task([task], 200, torch.Generator().manual_seed(0))
+    rl_new = model.replay.sample_per_task([task], 500, torch.Generator().manual_seed(0), recent=cfg.steps_per_visit)
+    # E_i holds this visit's prior phase: the oldest part of the visit's RL data, not the extra RL phase.
+    prior_episodes = set(rl_new[keys.EPISODE].unique().tolist())
+    assert set(held[keys.EPISODE].unique().tolist()) < prior_episodes
+    assert int(held[keys.EPISODE].max()) < int(rl_new[keys.EPISODE].max())
+    for other in (0, 1):
+        assert model.enc_replay.size(other) == cfg.num_initial_steps  # other tasks keep theirs
+
+
+def _record_beliefs(policy) -> list[bool]:
+    """Wraps policy.sample_z: True for each z drawn from the prior."""
+    drawn: list[bool] = []
+    original = policy.sample_z
+
+    def sample_z() -> None:
+        drawn.append(bool(torch.equal(policy.mu, torch.zeros_like(policy.mu))
+                          and torch.equal(policy.var, torch.ones_like(policy.var))))
+        original()
+
+    policy.sample_z = sample_z
+    return drawn
+
+
+def test_posterior_phases_start_with_a_prior_z_then_use_the_posterior(model) -> None:
+    drawn = _record_beliefs(model.policy)
+    steps = 3 * model.family.max_episode_steps
+    collect_phase(model, 5, steps, use_posterior=True, to_encoder=False)
+    # z for trajectory 1 (prior), 2 and 3 (posterior from E_i), and the one drawn after the last.
+    assert drawn == [True, False, False, False]
+    drawn.clear()
+    collect_phase(model, 5, steps, use_posterior=False, to_encoder=True)
+    assert drawn == [True] * 4
+
+
+@pytest.mark.parametrize("n_exp", [1, 2])
+def test_evaluation_uses_the_prior_for_the_exploration_trajectories_then_the_posterior(model, n_exp: int) -> None:
+    import dataclasses
+
+    model.adapt_cfg = dataclasses.replace(model.adapt_cfg, num_exp_traj_eval=n_exp, num_steps_per_eval=60)
+    drawn = _record_beliefs(model.eval_policy)
+    result = evaluate_task(model, 0)
+    runs = model.eval_cfg.episodes
+    # z for each of the 3 trajectories of 20 steps, and the one drawn after the last: prior for the first n_exp.
+    per_run = [True] * n_exp + [False] * (4 - n_exp)
+    assert drawn == per_run * runs
+    assert result.return_pre == result.metrics["eval/return_episode_1"]
+    assert result.return_post == result.metrics["eval/return_episode_3"]
+    assert 0 < result.metrics["adapt/z_var_mean"] < 1  # the posterior of 60 transitions is tighter than the prior
+    drawn.clear()
+    evaluate_task(model, 0, adapt=False)
+    assert all(drawn)
+
+
+# ----------------------------------------------------------------------------- through the CLI
+def test_exact_resume(pearl_straight: Path, tmp_path: Path) -> None:
+    half = tmp_path / "half"
+    _fit(half, "--model.init_args.total_env_steps=400")
+    rest = tmp_path / "rest"
+    _fit(rest, f"--ckpt_path={half / 'ckpt' / 'last.ckpt'}")
+    straight = load(pearl_straight / "ckpt" / "last.ckpt")
+    assert {"replay", "enc_replay"} <= straight["metarl"].keys()
+    assert_same_state(straight, load(rest / "ckpt" / "last.ckpt"))
+    assert metrics(half) + metrics(rest) == metrics(pearl_straight)
+    evals = [float(r["eval/env_steps"]) for r in metrics(pearl_straight) if r["eval/env_steps"]]
+    assert evals == [0.0, 200.0, 400.0, 600.0]
+
+
+def test_sigterm_checkpoints_and_resumes_exactly(pearl_straight: Path, tmp_path: Path) -> None:
+    out = tmp_path / "stopped"
+    signal_at = {"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": 3, "signum": 15}}
+    with pytest.raises(SystemExit) as stop:
+        _fit(out, f"--trainer.callbacks+={json.dumps(signal_at)}")
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert counters(load(out / "ckpt" / "last.ckpt"))["iteration"] == 3
+    rest = tmp_path / "rest"
+    _fit(rest, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
+    assert_same_state(load(pearl_straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
+
+
+def test_meta_test_reports_a_pearl_checkpoint(pearl_straight: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from metarl.cli import main
+
+    ckpt = pearl_straight / "ckpt" / "last.ckpt"
+    main(["test", *TINY[1:5], f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu"])
+    report = json.loads((ckpt.parent / "meta_test.json").read_text())
+    assert report["method"] == "pearl" and report["family"] == "point-robot" and len(report["tasks"]) == 20
+    assert {"return_episode_1", "z_var_mean"} <= report["tasks"][0].keys()
+    assert "return_post_adapt:" in capsys.readouterr().out
+
+
+def test_a_checkpoint_of_another_method_is_a_one_line_error(
+    straight_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    mql_ckpt = straight_run / "ckpt" / "last.ckpt"
+    with pytest.raises(SystemExit) as stop:
+        _fit(tmp_path / "x", f"--ckpt_path={mql_ckpt}")
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("metarl: error:") and "Traceback" not in err
+    assert "metarl.methods.mql.MQLMetaTrain" in err and "metarl.methods.pearl.PEARLMetaTrain" in err
