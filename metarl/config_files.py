@@ -25,15 +25,23 @@ class ConfigNotFoundError(ConfigError, FileNotFoundError):
     """A --config that is neither a file nor a shipped config."""
 
 
+#: Sub-folders of shipped overlays, named with their folder: ``--config table1_printed/cheetah_fb.yaml``.
+OVERLAY_DIRS = ("table1_printed",)
+
+
 def shipped_configs() -> list[str]:
+    """The experiment configs and overlays (configs/sweeps/ holds W&B sweep definitions, not configs)."""
     if not CONFIG_DIR.is_dir():
         return []
-    # Top level only: configs/sweeps/ holds W&B sweep definitions, not experiment configs.
-    return sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
+    names = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
+    for sub in OVERLAY_DIRS:
+        names += sorted(f"{sub}/{p.name}" for p in (CONFIG_DIR / sub).glob("*.yaml"))
+    return names
 
 
 def resolve_config(name: str) -> str:
-    """A path that exists, else the shipped config of that name (".yaml" optional)."""
+    """A path that exists, else the shipped config of that name (".yaml" optional; an overlay in a
+    sub-folder is named with its folder, e.g. "table1_printed/cheetah_fb.yaml")."""
     if os.path.exists(name):
         return name
     # "configs/ant_fb.yaml" typed outside the repository means the shipped one too.

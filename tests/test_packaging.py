@@ -59,12 +59,14 @@ def test_bare_config_name_resolves_in_an_installed_wheel(wheel: Path, tmp_path: 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code = ("import metarl, metarl.config_files as c; print(metarl.__file__); "
-            "print(c.resolve_config('ant_fb.yaml')); print(c.resolve_config('configs/cheetah_fb.yaml'))")
+            "print(c.resolve_config('ant_fb.yaml')); print(c.resolve_config('configs/cheetah_fb.yaml')); "
+            "print(c.resolve_config('table1_printed/cheetah_fb.yaml'))")
     env = {**os.environ, "PYTHONPATH": str(site)}
     out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True,
                          check=True).stdout.split()
-    module, ant, cheetah = (Path(p) for p in out)
+    module, ant, cheetah, printed = (Path(p) for p in out)
     assert module.is_relative_to(site), f"imported {module}, not the wheel's metarl"
     assert ant == site / "metarl" / "configs" / "ant_fb.yaml"
     assert cheetah == site / "metarl" / "configs" / "cheetah_fb.yaml"
-    assert "history_len: 20" in ant.read_text()
+    assert printed == site / "metarl" / "configs" / "table1_printed" / "cheetah_fb.yaml"
+    assert "family: ant-fb" in ant.read_text()

@@ -50,7 +50,14 @@ class Rollouts:
             self._iters[frames] = iter(make_collector(self.env, self.policy, frames))
             self.load_state_dict(state)
             self.policy.load_state_dict(policy_state)
-        return next(self._iters[frames])
+        batch = next(self._iters[frames])
+        if not self.schedule.stepped:
+            # The batch's last step ended an episode and the collector reset the env at once; the next
+            # batch resets it again before stepping, so that reset's task draw is handed back (else
+            # each cold-start round would skip one task of the cycle). Done here, before any
+            # checkpoint can be taken, so the sampler's state alone resumes exactly.
+            self.sampler.give_back()
+        return batch
 
     def run_episode(self, task_id: int, mode: str = "deterministic") -> TensorDictBase:
         """One whole episode on task ``task_id`` (up to the time limit, or the first termination)."""

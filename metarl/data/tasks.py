@@ -2,6 +2,13 @@
 
 The task of an episode is drawn when the env resets, so a collector that resets mid-batch (after an
 early termination) still starts every episode on a freshly drawn task and tags every step with it.
+
+A reset that starts no episode must not use up a draw: TorchRL's collector resets a finished env
+right after the last step of a batch, and (``reset_at_each_iter``) again at the start of the next
+batch, so the first of these two resets is never stepped. ``TaskScheduleWrapper.stepped`` tells
+whether the env was stepped since its last reset, and ``TaskSampler.give_back()`` undoes the last
+draw; ``Rollouts.collect`` calls it after every batch that ended on such a reset. Without it every
+cold-start round skipped one slot of the task cycle (MQL's cold start visits the tasks in order).
 """
 
 from __future__ import annotations
@@ -31,15 +38,33 @@ class TaskSampler:
         self.mode = "uniform"
         self.fixed: int | None = None
         self._cursor = 0
+        # What give_back() restores: the cursor and generator state before the last draw (None when
+        # the last draw used nothing up: a fixed task, or a draw already given back).
+        self._before_last: tuple[int, torch.Tensor | None] | None = None
 
     def __call__(self) -> int:
         if self.fixed is not None:
+            self._before_last = None
             return self.fixed
         if self.mode == "cycle":
+            self._before_last = (self._cursor, None)
             task = self._cursor % self.n_tasks
             self._cursor += 1
             return task
+        self._before_last = (self._cursor, self.generator.get_state())
         return int(torch.randint(self.n_tasks, (1,), generator=self.generator).item())
+
+    def give_back(self) -> None:
+        """Undo the last draw (its reset started no episode): the next draw returns the same task
+        and leaves the sampler where that draw alone would have. A no-op after a fixed task, or
+        when called twice."""
+        if self._before_last is None:
+            return
+        cursor, generator_state = self._before_last
+        self._cursor = cursor
+        if generator_state is not None:
+            self.generator.set_state(generator_state)
+        self._before_last = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state(), "cursor": self._cursor}
@@ -47,6 +72,7 @@ class TaskSampler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         self._cursor = int(state["cursor"])
+        self._before_last = None
 
 
 class TaskScheduleWrapper(gym.Wrapper):
@@ -57,11 +83,17 @@ class TaskScheduleWrapper(gym.Wrapper):
         self.tasks = list(tasks)
         self.next_task = next_task
         self.task_id = -1
+        self.stepped = False  # stepped since the last reset: that reset started an episode
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         self.task_id = self.next_task()
+        self.stepped = False
         self.env.unwrapped.set_task(self.tasks[self.task_id])  # type: ignore[attr-defined]
         return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> Any:
+        self.stepped = True
+        return self.env.step(action)
 
 
 class TaskIdTransform(Transform):
