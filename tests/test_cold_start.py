@@ -27,8 +27,7 @@ from tests.conftest import CONFIGS
 
 #: The MQL configs (the cold start is MQL's).
 EXPERIMENTS = sorted(p.name for p in CONFIGS.glob("*.yaml")
-                     if "cold_start_steps" in ((yaml.safe_load(p.read_text()).get("model") or {}).get("init_args") or {})
-                     .get("collect", {}))
+                     if yaml.safe_load(p.read_text()).get("model", {}).get("class_path", "").endswith("MQLMetaTrain"))
 #: Steps per config at most (the collector runs ~1 ms per step): the real cold starts are 2 000 to 225 000.
 MAX_STEPS = 6000
 

@@ -12,9 +12,6 @@ import pytest
 import torch
 
 from metarl import keys
-from metarl.methods.pearl import evaluate_task
-from metarl.methods.pearl.collect import collect_phase, initial_collection, visit
-from metarl.methods.pearl.update import pearl_step
 from tests.conftest import cli_model
 from tests.resume_support import assert_same_state, counters, load, metrics, straight_run  # noqa: F401
 
@@ -43,7 +40,7 @@ def pearl_straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def model():
     m = cli_model("--config", "pearl_point_robot.yaml", "--config", "debug.yaml").model
-    initial_collection(m)
+    m.initial_collection()
     return m
 
 
@@ -58,7 +55,7 @@ def test_each_loss_reaches_only_its_nets(model) -> None:
     n_params = {n: len(list(getattr(model, n).parameters())) for n in ("encoder", "critic", "value", "actor")}
     before = [p.clone() for p in model.encoder.parameters()]
     opts = model.configure_optimizers()
-    pearl_step(model, opts)
+    model.update(opts)
     assert counts == n_params, f"gradients per parameter: {counts} vs one each {n_params}"
     assert all(p.grad is None for p in model.value_target.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.encoder.parameters(), strict=True))
@@ -86,7 +83,7 @@ def test_encoder_gradient_is_that_of_q_loss_plus_kl(model) -> None:
     want = torch.autograd.grad(loss, list(m.encoder.parameters()))
     m.sample_gen.set_state(gens[0])
     m.noise_gen.set_state(gens[1])
-    pearl_step(m, m.configure_optimizers())  # the same draws again, now the whole step
+    m.update(m.configure_optimizers())  # the same draws again, now the whole step
     for p, w in zip(m.encoder.parameters(), want, strict=True):
         torch.testing.assert_close(p.grad, w)
 
@@ -98,7 +95,7 @@ def test_a_visit_clears_the_encoder_buffer_and_refills_it_with_prior_data_only(m
     rl_before, enc_before = model.replay.size(task), model.enc_replay.size(task)
     assert enc_before == cfg.num_initial_steps
     steps_before = model.env_steps
-    visit(model, task)
+    model.visit(task)
     assert model.enc_replay.size(task) == cfg.num_steps_prior + cfg.num_steps_posterior
     assert model.replay.size(task) == rl_before + cfg.steps_per_visit
     assert model.env_steps - steps_before == cfg.steps_per_visit
@@ -129,11 +126,11 @@ def _record_beliefs(policy) -> list[bool]:
 def test_posterior_phases_start_with_a_prior_z_then_use_the_posterior(model) -> None:
     drawn = _record_beliefs(model.policy)
     steps = 3 * model.family.max_episode_steps
-    collect_phase(model, 5, steps, use_posterior=True, to_encoder=False)
+    model.collect_phase(5, steps, use_posterior=True, to_encoder=False)
     # z for trajectory 1 (prior), 2 and 3 (posterior from E_i), and the one drawn after the last.
     assert drawn == [True, False, False, False]
     drawn.clear()
-    collect_phase(model, 5, steps, use_posterior=False, to_encoder=True)
+    model.collect_phase(5, steps, use_posterior=False, to_encoder=True)
     assert drawn == [True] * 4
 
 
@@ -143,7 +140,7 @@ def test_evaluation_uses_the_prior_for_the_exploration_trajectories_then_the_pos
 
     model.adapt_cfg = dataclasses.replace(model.adapt_cfg, num_exp_traj_eval=n_exp, num_steps_per_eval=60)
     drawn = _record_beliefs(model.eval_policy)
-    result = evaluate_task(model, 0)
+    result = model.evaluate_task(0)
     runs = model.eval_cfg.episodes
     # z for each of the 3 trajectories of 20 steps, and the one drawn after the last: prior for the first n_exp.
     per_run = [True] * n_exp + [False] * (4 - n_exp)
@@ -152,7 +149,7 @@ def test_evaluation_uses_the_prior_for_the_exploration_trajectories_then_the_pos
     assert result.return_post == result.metrics["eval/return_episode_3"]
     assert 0 < result.metrics["adapt/z_var_mean"] < 1  # the posterior of 60 transitions is tighter than the prior
     drawn.clear()
-    evaluate_task(model, 0, adapt=False)
+    model.evaluate_task(0, adapt=False)
     assert all(drawn)
 
 

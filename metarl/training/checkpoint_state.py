@@ -10,13 +10,10 @@ buffers, envs, generators) comes from its ``method_state()``.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from metarl.training.module import MetaTrainModule
 
 #: Bumped when the layout below changes incompatibly; a checkpoint of another version is refused.
 STATE_VERSION = 1
@@ -53,39 +50,23 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
 LEGACY_METHOD = "mql"
 
 
-def training_state(module: MetaTrainModule) -> dict[str, Any]:
-    """The ``checkpoint["metarl"]`` section."""
-    return {
-        "version": STATE_VERSION,
-        "method": module.method_name,
-        "family": module.family.name,
-        "counters": {
-            "env_steps": module.env_steps, "num_updates": module.num_updates,
-            "num_episodes": module.num_episodes, "iteration": module.iteration,
-        },
-        **module.method_state(),
-        "rng": global_rng_state(),
-    }
+def training_state(method: str, family: str, counters: dict[str, int], method_state: dict[str, Any]) -> dict[str, Any]:
+    """The ``checkpoint["metarl"]`` section: who wrote it, the counters, the method's own state and
+    the global generators."""
+    return {"version": STATE_VERSION, "method": method, "family": family, "counters": dict(counters),
+            **method_state, "rng": global_rng_state()}
 
 
-def load_training_state(module: MetaTrainModule, state: dict[str, Any] | None) -> None:
-    """Restore :func:`training_state`; the global RNGs are only stored in ``module._pending_rng``:
-    they are set at the first training step, because building dataloader iterators in between
-    would consume draws (stack notes §4)."""
+def check_training_state(state: dict[str, Any] | None, method: str, family: str) -> dict[str, Any]:
+    """The section of :func:`training_state`, after checking it fits a run of ``method`` on ``family``."""
     if state is None:
         raise ValueError("checkpoint has no 'metarl' section: it was not written by a metarl MetaTrainModule")
     if state.get("version", STATE_VERSION) != STATE_VERSION:
         raise ValueError(f"checkpoint state version {state.get('version')} is not {STATE_VERSION}: "
                          "it was written by an incompatible metarl")
-    method = state.get("method", LEGACY_METHOD)
-    if method != module.method_name:
-        raise ValueError(f"checkpoint holds a {method} run, but the config asks for {module.method_name}")
-    if state["family"] != module.family.name:
-        raise ValueError(
-            f"checkpoint is from task family {state['family']!r}, but the config asks for {module.family.name!r}"
-        )
-    c = state["counters"]
-    module.env_steps, module.num_updates = int(c["env_steps"]), int(c["num_updates"])
-    module.num_episodes, module.iteration = int(c["num_episodes"]), int(c["iteration"])
-    module.load_method_state(state)
-    module._pending_rng = state["rng"]
+    saved_method = state.get("method", LEGACY_METHOD)
+    if saved_method != method:
+        raise ValueError(f"checkpoint holds a {saved_method} run, but the config asks for {method}")
+    if state["family"] != family:
+        raise ValueError(f"checkpoint is from task family {state['family']!r}, but the config asks for {family!r}")
+    return state

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from metarl.envs import make_task_family
-from metarl.training.checkpoint_state import load_training_state, set_global_rng_state, training_state
+from metarl.training.checkpoint_state import check_training_state, set_global_rng_state, training_state
 from metarl.training.evaluation import TaskResult
 from metarl.training.schedule import EpochPlan, iteration_loader, list_loader
 from metarl.training.settings import EvalSettings
@@ -185,10 +185,19 @@ class MetaTrainModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["metarl"] = training_state(self)
+        counters = {"env_steps": self.env_steps, "num_updates": self.num_updates,
+                    "num_episodes": self.num_episodes, "iteration": self.iteration}
+        checkpoint["metarl"] = training_state(self.method_name, self.family.name, counters, self.method_state())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        load_training_state(self, checkpoint.get("metarl"))
+        state = check_training_state(checkpoint.get("metarl"), self.method_name, self.family.name)
+        c = state["counters"]
+        self.env_steps, self.num_updates = int(c["env_steps"]), int(c["num_updates"])
+        self.num_episodes, self.iteration = int(c["num_episodes"]), int(c["iteration"])
+        self.load_method_state(state)
+        # The global RNGs are set at the first training step: building dataloader iterators in
+        # between would consume draws (stack notes §4).
+        self._pending_rng = state["rng"]
 
     def _restore_rng_if_resumed(self) -> None:
         if self._pending_rng is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 from tensordict import TensorDictBase
@@ -32,13 +32,26 @@ from metarl.algorithms.propensity import (
     prox_coef,
 )
 from metarl.data.replay import MultiTaskReplay, episode_to_replay
-from metarl.methods.mql.settings import AdaptSettings, TD3Settings
+from metarl.methods.mql.settings import AdaptSettings, CollectSettings, TD3Settings
 from metarl.methods.mql.td3_nets import TD3ContextNets
 from metarl.nets.optim import adam
 from metarl.training.module import AdaptModule
 
-if TYPE_CHECKING:
-    from metarl.methods.mql.meta_train import MQLMetaTrain
+
+class MetaTrained(Protocol):
+    """What adaptation reads from a meta-trained MQL module (MQLMetaTrain has all of it)."""
+
+    adapt_cfg: AdaptSettings
+    td3: TD3Settings
+    collect_cfg: CollectSettings
+    shared_encoder: bool
+    obs_dim: int
+    act_dim: int
+    history_len: int
+    replay: MultiTaskReplay
+    device: torch.device
+
+    def __getattr__(self, name: str) -> Any: ...  # the nets: actor, critic, their encoders and targets
 
 
 @dataclass
@@ -56,7 +69,7 @@ class AdaptStats:
 class MQLAdapt(TD3ContextNets, AdaptModule):
     """A copy of a meta-trained module's nets that adapts to one new task."""
 
-    def __init__(self, source: MQLMetaTrain, settings: AdaptSettings | None = None, seed: int = 0) -> None:
+    def __init__(self, source: MetaTrained, settings: AdaptSettings | None = None, seed: int = 0) -> None:
         super().__init__()
         self.cfg = settings if settings is not None else source.adapt_cfg
         self.td3: TD3Settings = source.td3

@@ -14,8 +14,6 @@ Meta-test protocol, per eval task and run (oyster ``collect_paths``)::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from tensordict import TensorDictBase
 from torch import Tensor
@@ -24,19 +22,16 @@ from metarl.methods.pearl.settings import PEARLAdaptSettings
 from metarl.nets import ProbContextEncoder
 from metarl.training.module import AdaptModule
 
-if TYPE_CHECKING:
-    from metarl.methods.pearl.meta_train import PEARLMetaTrain
-
 
 class PEARLAdapt(AdaptModule):
     """Posterior inference over z from one new task's online context. It holds the meta-trained
     encoder read-only (inference takes no gradient step, so there is nothing to copy)."""
 
-    def __init__(self, source: PEARLMetaTrain, settings: PEARLAdaptSettings | None = None) -> None:
+    def __init__(self, encoder: ProbContextEncoder, settings: PEARLAdaptSettings) -> None:
         super().__init__()
-        self.cfg = settings if settings is not None else source.adapt_cfg
-        self.encoder = source.encoder
-        self.latent_size = source.latent_size
+        self.cfg = settings
+        self.encoder = encoder
+        self.latent_size = encoder.latent_size
         self._context: list[Tensor] = []
 
     def reset(self) -> None:

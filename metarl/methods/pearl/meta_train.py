@@ -22,14 +22,15 @@ import torch
 
 from metarl.data.replay import MultiTaskReplay
 from metarl.data.rollouts import Rollouts
-from metarl.methods.pearl.collect import initial_collection, visit
+from metarl.methods.pearl.adapt import PEARLAdapt
+from metarl.methods.pearl.collect import PEARLCollection
 from metarl.methods.pearl.evaluation import evaluate_task
 from metarl.methods.pearl.policy import LatentPolicy
 from metarl.methods.pearl.settings import PEARLAdaptSettings, PEARLCollectSettings, SACSettings
-from metarl.methods.pearl.update import pearl_step
+from metarl.methods.pearl.update import StepLosses, pearl_step
 from metarl.nets import ProbContextEncoder, TanhGaussianActor, TwinCritic, ValueNet
 from metarl.training.evaluation import TaskResult
-from metarl.training.module import MetaTrainModule
+from metarl.training.module import MetaTrainModule, backward
 from metarl.training.settings import EvalSettings
 
 #: The env's history window is unused by PEARL (its context is a set of transitions); one step is
@@ -37,7 +38,7 @@ from metarl.training.settings import EvalSettings
 _ENV_HISTORY = 1
 
 
-class PEARLMetaTrain(MetaTrainModule):
+class PEARLMetaTrain(PEARLCollection, MetaTrainModule):
     """Args:
     family, family_overrides, total_env_steps, eval, seed: as every method (MetaTrainModule).
     encoder, actor, critic, value: factories of the nets (the config gives their hyperparameters).
@@ -137,14 +138,14 @@ class PEARLMetaTrain(MetaTrainModule):
         opts = self.optimizers()
         t0, steps_before = time.perf_counter(), self.env_steps
         if self.env_steps == 0:
-            initial_collection(self)
+            self.initial_collection()
         returns: list[float] = []
         for _ in range(self.collect_cfg.num_tasks_sample):
-            returns += visit(self, self.rollouts.sampler())
+            returns += self.visit(self.rollouts.sampler())
         t1 = time.perf_counter()
         sums = torch.zeros(6, device=self.device)  # one host sync per iteration, none per step
         for _ in range(self.updates_per_iter):
-            out = pearl_step(self, opts)  # type: ignore[arg-type]
+            out = self.update(opts)  # type: ignore[arg-type]
             sums += torch.stack([out.loss_critic, out.loss_value, out.loss_actor, out.kl, out.z_mean_abs,
                                  out.z_var_mean])
             self.num_updates += 1
@@ -160,9 +161,22 @@ class PEARLMetaTrain(MetaTrainModule):
             "time/updates_per_s": self.updates_per_iter / max(t2 - t1, 1e-9),
         }
 
+    def update(self, opts: list[torch.optim.Optimizer]) -> StepLosses:
+        """Draw a meta-batch of train tasks (with replacement), their context from the encoder buffer
+        and their RL batch from the replay, then one gradient step of every net."""
+        tasks = torch.randint(len(self.family.train_tasks), (self.meta_batch,), generator=self.sample_gen)
+        context = self.enc_replay.sample_per_task(tasks, self.embedding_batch_size, self.sample_gen).to(self.device)
+        batch = self.replay.sample_per_task(tasks, self.batch_size, self.sample_gen).to(self.device).reshape(-1)
+        z_eps = torch.randn(self.meta_batch, self.latent_size, generator=self.noise_gen).to(self.device)
+        action_eps = torch.randn(batch.shape[0], self.family.act_dim, generator=self.noise_gen).to(self.device)
+        return pearl_step(self, batch, context, z_eps, action_eps, opts, self.sac, self.kl_lambda,
+                          lambda loss: backward(self, loss))
+
     # ----------------------------------------------------------------------------- evaluation
-    def evaluate_task(self, task_index: int) -> TaskResult:
-        return evaluate_task(self, task_index)
+    def evaluate_task(self, task_index: int, adapt: bool | None = None) -> TaskResult:
+        adapter = PEARLAdapt(self.encoder, self.adapt_cfg)
+        adapt = self.eval_cfg.adapt if adapt is None else adapt
+        return evaluate_task(self.eval_rollouts, adapter, task_index, self.eval_cfg.episodes, adapt)
 
     # ----------------------------------------------------------------------------- checkpoints
     def method_state(self) -> dict[str, Any]:

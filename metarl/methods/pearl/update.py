@@ -16,21 +16,30 @@ The update order and what each loss reaches are oyster's; the math is in ``metar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
+from tensordict import TensorDictBase
 from torch import Tensor
 
 from metarl import keys
 from metarl.algorithms.pearl import kl_to_standard_normal, reparam_sample
 from metarl.algorithms.sac import policy_loss, policy_regularizer, q_target, twin_q_loss, value_loss, value_target
 from metarl.algorithms.td3 import soft_update_
-from metarl.nets import ProbContextEncoder
-from metarl.training.module import backward
+from metarl.methods.pearl.settings import SACSettings
+from metarl.nets import ProbContextEncoder, TanhGaussianActor, TwinCritic, ValueNet
 
-if TYPE_CHECKING:
-    from metarl.methods.pearl.meta_train import PEARLMetaTrain
+
+class PEARLNets(Protocol):
+    """The nets one step updates (PEARLMetaTrain has them)."""
+
+    encoder: ProbContextEncoder
+    actor: TanhGaussianActor
+    critic: TwinCritic
+    value: ValueNet
+    value_target: ValueNet
 
 
 @dataclass
@@ -45,53 +54,61 @@ class StepLosses:
     z_var_mean: Tensor
 
 
-def pearl_step(m: PEARLMetaTrain, opts: list[Any]) -> StepLosses:
-    """One gradient step of every PEARL net; ``opts`` = [encoder, critic, value, actor] optimizers."""
-    enc_opt, critic_opt, value_opt, actor_opt = opts
-    n_train = len(m.family.train_tasks)
-    tasks = torch.randint(n_train, (m.meta_batch,), generator=m.sample_gen)
-    context = m.enc_replay.sample_per_task(tasks, m.embedding_batch_size, m.sample_gen).to(m.device)
-    batch = m.replay.sample_per_task(tasks, m.batch_size, m.sample_gen).to(m.device).reshape(-1)
+def pearl_step(
+    nets: PEARLNets,
+    batch: TensorDictBase,
+    context: TensorDictBase,
+    z_eps: Tensor,
+    action_eps: Tensor,
+    opts: list[Any],
+    sac: SACSettings,
+    kl_lambda: float,
+    backward: Callable[[Tensor], None],
+) -> StepLosses:
+    """One gradient step of every PEARL net.
 
-    mu, var = m.encoder.posterior(ProbContextEncoder.context_from(context, m.encoder.use_next_obs))
-    z = reparam_sample(mu, var, torch.randn(mu.shape, generator=m.noise_gen).to(m.device))
-    z_rows = z.repeat_interleave(m.batch_size, dim=0)  # task i's z on each of its RL rows
+    ``context`` [T, Bc] holds task i's encoder-buffer transitions in row i; ``batch`` [T * B] its RL
+    transitions, task-major; ``z_eps`` [T, latent] and ``action_eps`` [T * B, act_dim] are the N(0, 1)
+    draws; ``opts`` = [encoder, critic, value, actor] optimizers.
+    """
+    enc_opt, critic_opt, value_opt, actor_opt = opts
+    mu, var = nets.encoder.posterior(ProbContextEncoder.context_from(context, nets.encoder.use_next_obs))
+    z = reparam_sample(mu, var, z_eps)
+    z_rows = z.repeat_interleave(batch.shape[0] // z.shape[0], dim=0)  # task i's z on each of its RL rows
     obs, action, next_obs = batch[keys.OBS], batch[keys.ACTION], batch[keys.NEXT_OBS]
 
     # Encoder and Q: the only losses that reach the encoder.
     kl = kl_to_standard_normal(mu, var)
-    q1, q2 = m.critic(obs, action, z_rows)
+    q1, q2 = nets.critic(obs, action, z_rows)
     with torch.no_grad():
-        next_v = m.value_target(next_obs, z_rows)
-        target = q_target(batch[keys.REWARD], batch[keys.TERMINATED], next_v, m.sac.gamma, m.sac.reward_scale)
+        next_v = nets.value_target(next_obs, z_rows)
+        target = q_target(batch[keys.REWARD], batch[keys.TERMINATED], next_v, sac.gamma, sac.reward_scale)
     loss_q = twin_q_loss(q1, q2, target)
     enc_opt.zero_grad()
     critic_opt.zero_grad()
-    backward(m, m.kl_lambda * kl + loss_q)
+    backward(kl_lambda * kl + loss_q)
     critic_opt.step()
     enc_opt.step()
 
     # Value, target value, policy: on z detached, with the just-updated Q nets held fixed.
     z_bar = z_rows.detach()
-    eps = torch.randn(obs.shape[0], m.family.act_dim, generator=m.noise_gen).to(m.device)
-    pi = m.actor(obs, z_bar, eps)
-    m.critic.requires_grad_(False)
+    pi = nets.actor(obs, z_bar, action_eps)
+    nets.critic.requires_grad_(False)
     try:
-        q1_new, q2_new = m.critic(obs, pi.action, z_bar)
+        q1_new, q2_new = nets.critic(obs, pi.action, z_bar)
         min_q = torch.min(q1_new, q2_new)
-        loss_v = value_loss(m.value(obs, z_bar), value_target(min_q, pi.log_prob))
+        loss_v = value_loss(nets.value(obs, z_bar), value_target(min_q, pi.log_prob))
         value_opt.zero_grad()
-        backward(m, loss_v)
+        backward(loss_v)
         value_opt.step()
-        soft_update_(list(m.value_target.parameters()), list(m.value.parameters()), m.sac.tau)
+        soft_update_(list(nets.value_target.parameters()), list(nets.value.parameters()), sac.tau)
         loss_pi = policy_loss(pi.log_prob, min_q) + policy_regularizer(
-            pi.mean, pi.log_std, pi.pre_tanh, m.sac.policy_mean_reg, m.sac.policy_std_reg,
-            m.sac.policy_pre_activation_reg,
+            pi.mean, pi.log_std, pi.pre_tanh, sac.policy_mean_reg, sac.policy_std_reg, sac.policy_pre_activation_reg,
         )
         actor_opt.zero_grad()
-        backward(m, loss_pi)
+        backward(loss_pi)
         actor_opt.step()
     finally:
-        m.critic.requires_grad_(True)
+        nets.critic.requires_grad_(True)
     return StepLosses(loss_q.detach(), loss_v.detach(), loss_pi.detach(), kl.detach(),
                       mu.detach().abs().mean(), var.detach().mean())
