@@ -35,6 +35,7 @@ EXPECTED = {
     "ant-dir-ood": (27, 8, 100, 10, 200),
     "cheetah-negated-joints": (20, 6, 10, 10, 200),
     "ant-negated-joints": (27, 8, 35, 15, 200),
+    "point-robot-ood": (2, 2, 80, 20, 20),
 }
 # Families whose tasks change only the reward (goal, velocity, direction), not the dynamics.
 REWARD_ONLY = [n for n in FAMILY_NAMES if n not in ("walker-params", "cheetah-negated-joints", "ant-negated-joints")]
@@ -58,7 +59,7 @@ def task_lists(fam: TaskFamily) -> str:
 
 def test_names_match_the_interface() -> None:
     assert set(FAMILY_NAMES) == set(EXPECTED)
-    assert len(FAMILY_NAMES) == 13
+    assert len(FAMILY_NAMES) == 14
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
@@ -138,6 +139,33 @@ def test_reference_task_values(families: dict[str, TaskFamily]) -> None:
         sizes = {k: len(v) for k, v in t.params.items()}
         assert sizes == {"body_mass": 8, "body_inertia": 24, "dof_damping": 9, "geom_friction": 24}
         assert 1.5**-3 <= min(t.params["body_mass"]) and max(t.params["body_mass"]) <= 1.5**3
+
+
+def test_point_robot_ood_split(families: dict[str, TaskFamily]) -> None:
+    fam = families["point-robot-ood"]
+    train = np.array([t.params["goal"] for t in fam.train_tasks])
+    evals = np.array([t.params["goal"] for t in fam.eval_tasks])
+    assert train.shape == (80, 2) and evals.shape == (20, 2)
+    assert (train[:, 0] >= -1).all() and (train[:, 0] <= 0).all()  # train: the left half
+    assert (evals[:, 0] >= 0.5).all() and (evals[:, 0] <= 1).all()  # eval: beyond, with a gap
+    assert (np.abs(np.r_[train[:, 1], evals[:, 1]]) <= 1).all()
+    assert train[:, 1].min() < -0.5 < 0.5 < train[:, 1].max()  # y spans the square
+    # One stream from RandomState(1337): the train goals (x then y), then the eval goals.
+    rng = np.random.RandomState(1337)
+    draws = [(rng.uniform(-1, 0), rng.uniform(-1, 1)) for _ in range(80)] + [
+        (rng.uniform(0.5, 1), rng.uniform(-1, 1)) for _ in range(20)]
+    np.testing.assert_array_equal(np.r_[train, evals], np.array(draws))
+    again = make_task_family("point-robot-ood")
+    assert again.train_tasks == fam.train_tasks and again.eval_tasks == fam.eval_tasks
+    assert make_task_family("point-robot-ood", seed=1).train_tasks != fam.train_tasks
+    small = make_task_family("point-robot-ood", n_train_tasks=10, n_eval_tasks=3)
+    assert [t.params for t in small.train_tasks] == [t.params for t in fam.train_tasks[:10]]
+    # The env is the dense point robot: r = -|p' - g| with the task's goal.
+    env = fam.make_env(fam.eval_tasks[0])
+    obs, _ = env.reset(seed=0)
+    nxt, reward, terminated, truncated, _ = env.step(np.array([1.0, -1.0], np.float32))
+    np.testing.assert_allclose(nxt, obs + np.array([0.1, -0.1]))
+    assert reward == pytest.approx(-np.linalg.norm(nxt - evals[0])) and not (terminated or truncated)
 
 
 def test_overrides(families: dict[str, TaskFamily]) -> None:

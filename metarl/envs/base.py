@@ -19,17 +19,18 @@ import numpy as np
 if TYPE_CHECKING:
     import gymnasium as gym
 
-# The public order: the MQL/PEARL benchmarks first, then MIER's out-of-distribution splits.
+# The public order: the MQL/PEARL benchmarks first, then MIER's out-of-distribution splits, then metarl's.
 FAMILY_NAMES: tuple[str, ...] = (
     "ant-fb", "ant-goal", "cheetah-fb", "cheetah-vel", "humanoid-dir", "walker-params",
     "point-robot", "sparse-point-robot", "cheetah-vel-medium", "cheetah-vel-hard", "ant-dir-ood",
-    "cheetah-negated-joints", "ant-negated-joints",
+    "cheetah-negated-joints", "ant-negated-joints", "point-robot-ood",
 )
 _MODULE_OF: dict[str, str] = {
     "ant-fb": "ant", "ant-goal": "ant", "cheetah-fb": "cheetah", "cheetah-vel": "cheetah",
     "humanoid-dir": "humanoid", "walker-params": "walker", "point-robot": "point",
     "sparse-point-robot": "point", "cheetah-vel-medium": "ood", "cheetah-vel-hard": "ood",
     "ant-dir-ood": "ood", "cheetah-negated-joints": "ood", "ant-negated-joints": "ood",
+    "point-robot-ood": "point",  # no MuJoCo: it lives with the point robots, not in ood.py
 }
 
 Params = Mapping[str, Any]

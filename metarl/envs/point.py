@@ -1,5 +1,6 @@
 """The 2-D point robots of PEARL ``point_robot.py``: point-robot (dense reward, goals in [-1, 1]^2)
-and sparse-point-robot (goals on the unit semicircle, reward only within 0.2 of the goal).
+and sparse-point-robot (goals on the unit semicircle, reward only within 0.2 of the goal); and
+point-robot-ood, metarl's out-of-distribution split of point-robot (eval goals beyond the train ones).
 
 PEARL meta-trains sparse-point-robot's policy on the dense reward and evaluates (and builds the
 context) on the sparse one: ``evaluation=True`` makes the sparse reward the reward; ``info`` always
@@ -96,6 +97,22 @@ def sample_semicircle(options: dict[str, Any]) -> tuple[list[dict[str, Any]], li
     return tasks[:n_train], tasks[n_train:]
 
 
+OOD_TRAIN_X = (-1.0, 0.0)  # point-robot-ood: training goals on the left half of the square ...
+OOD_EVAL_X = (0.5, 1.0)  # ... eval goals beyond them, with a gap so none is near a training goal's x
+
+
+def sample_ood_halves(options: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    # metarl's own split (methods-reference §8.4), drawn as the MIER velocity splits are: one seeded
+    # stream, the train goals first, then the eval goals; x then y per goal, y ~ U(-1, 1) for both.
+    rng = np.random.RandomState(options["seed"])
+
+    def goals(n: int, x_range: tuple[float, float]) -> list[dict[str, Any]]:
+        return [{"goal": (float(rng.uniform(*x_range)), float(rng.uniform(-1.0, 1.0)))} for _ in range(n)]
+
+    train = goals(options["n_train_tasks"], OOD_TRAIN_X)
+    return train, goals(options["n_eval_tasks"], OOD_EVAL_X)
+
+
 def _options() -> dict[str, Any]:
     return {**split_options(80, 20), "seed": seed_option(1337, "PEARL's fixed np.random.seed"), **horizon_option(20)}
 
@@ -110,5 +127,11 @@ FAMILIES = {
         name="sparse-point-robot", options=_options(), sample=sample_semicircle, env_class=PointEnv,
         check=check_goal, obs_dim=lambda _: 2, act_dim=2,
         reference="PEARL katerakelly/oyster rlkit/envs/point_robot.py SparsePointEnv, configs/sparse-point-robot.json",
+    ),
+    "point-robot-ood": FamilySpec(
+        name="point-robot-ood", options={**_options(), "seed": seed_option(1337, "as the point robots")},
+        sample=sample_ood_halves, env_class=PointEnv, check=check_goal, obs_dim=lambda _: 2, act_dim=2,
+        reference="metarl's own OOD split of PEARL's point-robot (methods-reference §8.4): train goals x in "
+                  "[-1, 0], eval goals x in [0.5, 1]",
     ),
 }
