@@ -3,7 +3,9 @@ ESS and lambda, and the proximal term. No state, no side effects (``soft_update_
 
 PEARL's and MIER's pieces are imported from their modules (their names would be ambiguous here):
 ``metarl.algorithms.pearl`` (product of Gaussians, KL to the prior, reparameterised z) and
-``metarl.algorithms.sac`` (SAC's V-form of PEARL, twin-Q form and temperature of MIER)."""
+``metarl.algorithms.sac`` (SAC's V-form of PEARL, twin-Q form and temperature of MIER),
+``metarl.algorithms.mier`` (MIER's model loss, context adaptation, meta-gradient and relabeling) and
+``metarl.algorithms.mpc`` (random shooting and CEM over a learned model: GrBAL)."""
 
 from metarl.algorithms.propensity import (
     LogisticFit,
