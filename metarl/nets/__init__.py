@@ -2,10 +2,11 @@
 training_step and never log; each method's MetaTrainModule and AdaptModule coordinate them.
 
 MQL: Actor, TwinCritic, ContextEncoder. PEARL: ProbContextEncoder, TanhGaussianActor, TwinCritic
-(three layers of 300), ValueNet."""
+(three layers of 300), ValueNet. Model-based: ContextualGaussianModel (MIER), DeltaDynamicsModel (GrBAL)."""
 
 from metarl.nets.actor import Actor
 from metarl.nets.critic import TwinCritic
+from metarl.nets.dynamics import ContextualGaussianModel, DeltaDynamicsModel
 from metarl.nets.encoder import ContextEncoder
 from metarl.nets.prob_encoder import ProbContextEncoder
 from metarl.nets.tanh_gaussian import TanhGaussianActor, TanhGaussianOutput
@@ -14,6 +15,8 @@ from metarl.nets.value import ValueNet
 __all__ = [
     "Actor",
     "ContextEncoder",
+    "ContextualGaussianModel",
+    "DeltaDynamicsModel",
     "ProbContextEncoder",
     "TanhGaussianActor",
     "TanhGaussianOutput",
