@@ -3,7 +3,10 @@ ESS and lambda, and the proximal term. No state, no side effects (``soft_update_
 
 PEARL's and MIER's pieces are imported from their modules (their names would be ambiguous here):
 ``metarl.algorithms.pearl`` (product of Gaussians, KL to the prior, reparameterised z) and
-``metarl.algorithms.sac`` (SAC's V-form of PEARL, twin-Q form and temperature of MIER)."""
+``metarl.algorithms.sac`` (SAC's V-form of PEARL, twin-Q form and temperature of MIER). The on-policy
+pieces of RL² and MAML-PG likewise: ``metarl.algorithms.onpolicy`` (returns, linear baseline, GAE,
+surrogates, Gaussian KL), ``metarl.algorithms.trpo`` (CG, Fisher-vector product, step scale, line
+search) and ``metarl.algorithms.maml`` (inner step, meta-gradient through it, on ``torch.func``)."""
 
 from metarl.algorithms.propensity import (
     LogisticFit,
