@@ -5,7 +5,10 @@ PEARL's and MIER's pieces are imported from their modules (their names would be 
 ``metarl.algorithms.pearl`` (product of Gaussians, KL to the prior, reparameterised z) and
 ``metarl.algorithms.sac`` (SAC's V-form of PEARL, twin-Q form and temperature of MIER),
 ``metarl.algorithms.mier`` (MIER's model loss, context adaptation, meta-gradient and relabeling) and
-``metarl.algorithms.mpc`` (random shooting and CEM over a learned model: GrBAL)."""
+``metarl.algorithms.mpc`` (random shooting and CEM over a learned model: GrBAL). The on-policy
+pieces of RL² and MAML-PG likewise: ``metarl.algorithms.onpolicy`` (returns, linear baseline, GAE,
+surrogates, Gaussian KL), ``metarl.algorithms.trpo`` (CG, Fisher-vector product, step scale, line
+search) and ``metarl.algorithms.maml`` (inner step, meta-gradient through it, on ``torch.func``)."""
 
 from metarl.algorithms.propensity import (
     LogisticFit,

@@ -6,13 +6,23 @@ registering one would put its transforms into state_dicts and device moves.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import gymnasium as gym
 import torch
 from tensordict import TensorDictBase
 
 from metarl import keys
-from metarl.data.collector import StepCounter, make_collector, make_env
+from metarl.data.batched import TaskBatch, UniformPolicy
+from metarl.data.collector import (
+    StepCounter,
+    make_batched_collector,
+    make_batched_env,
+    make_collector,
+    make_env,
+    make_trial_env,
+)
 from metarl.data.policy import ActingPolicy
 from metarl.data.tasks import TaskSampler
 
@@ -77,6 +87,77 @@ class Rollouts:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state["sampler"])
         self.schedule.unwrapped.np_random.bit_generator.state = state["env_rng"]
+
+
+class BatchedRollouts:
+    """On-policy collection over many tasks at once (RL², MAML-PG): env i runs ``tasks[i]`` and every
+    ``collect()`` returns a fresh ``[n_envs, horizon]`` batch, each row starting from a reset, tagged
+    with its task's index under ``task_id``.
+
+    With ``trial_episodes`` = N every row runs RL² trials of N episodes (``make_trial_env``: ``is_init``
+    only at a trial's start, ``("next", "inner_episode")`` per step); a horizon of k N T steps is k trials.
+
+    ``policy`` is a TensorDict callable (a TorchRL actor); ``None`` acts uniformly at random from a
+    generator seeded with ``seed``. The policy object is bound to the collector, so MAML swaps adapted
+    parameters *into* it (``TensorDict.to_module``) rather than passing another module. The collector is
+    built here, once; building it resets the envs and may run the policy, so load a checkpoint's
+    ``state_dict`` after construction.
+    """
+
+    def __init__(
+        self,
+        family: Any,
+        tasks: Sequence[Any],
+        horizon: int,
+        seed: int,
+        policy: Callable[[TensorDictBase], TensorDictBase] | None = None,
+        evaluation: bool = False,
+        wrap: Callable[[gym.Env], gym.Env] | None = None,
+        track_init: bool = False,
+        extra_transforms: Sequence[Any] = (),
+        trial_episodes: int | None = None,
+        trial_boundary: str = "paper",
+    ) -> None:
+        self.family = family
+        self.horizon = horizon
+        self.task_batch: TaskBatch
+        if trial_episodes is not None:
+            if wrap is not None:
+                raise ValueError("BatchedRollouts: pass either wrap or trial_episodes, not both")
+            self.env, self.task_batch = make_trial_env(family, tasks, trial_episodes, seed, trial_boundary, evaluation,
+                                                  extra_transforms)
+        else:
+            self.env, self.task_batch = make_batched_env(family, tasks, seed, evaluation, wrap, track_init,
+                                                    extra_transforms)
+        spec = self.env.action_spec
+        self.random_policy = UniformPolicy(spec.space.low[0], spec.space.high[0], torch.Generator().manual_seed(seed))
+        self.policy = self.random_policy if policy is None else policy
+        self._iter = iter(make_batched_collector(self.env, self.policy, horizon))
+
+    @property
+    def n_envs(self) -> int:
+        return self.task_batch.n_envs
+
+    def set_tasks(self, tasks: Sequence[Any]) -> None:
+        """Env i runs ``tasks[i]`` from the next ``collect()`` on."""
+        self.task_batch.set_tasks(tasks)
+
+    def collect(self) -> TensorDictBase:
+        """``[n_envs, horizon]`` steps from a fresh reset of every env, with ``task_id`` per step."""
+        data = next(self._iter)
+        # A task changes only at a reset, and this batch started from one: row i ran tasks[i] throughout.
+        data.set(keys.TASK_ID, self.task_batch.task_ids[:, None].expand(data.batch_size).clone())
+        return data
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"batch": self.task_batch.state_dict(), "random_policy": self.random_policy.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any], split_tasks: dict[str, Sequence[Any]]) -> None:
+        self.task_batch.load_state_dict(state["batch"], split_tasks)
+        self.random_policy.generator.set_state(state["random_policy"])
+
+    def close(self) -> None:
+        self.env.close()
 
 
 def split_episodes(batch: TensorDictBase) -> list[TensorDictBase]:
