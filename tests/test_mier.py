@@ -160,6 +160,41 @@ def test_relabeling_uses_the_adapted_context(model) -> None:
     assert not torch.equal(adapter.relabel(batch, torch.zeros(model.context_dim))[keys.REWARD], out[keys.REWARD])
 
 
+def test_full_relabeling_acts_with_the_policy_at_the_adapted_context_and_samples_s_next(model) -> None:
+    model.adapt_cfg = dataclasses.replace(model.adapt_cfg, off_policy_relabel=False)
+    adapter = model.make_adapter(0, 0)
+    batch = model.replay.sample(64, torch.Generator().manual_seed(1))
+    context = torch.randn(model.context_dim)
+    state = adapter.generator.get_state()
+    out = adapter.relabel(batch, context)
+    gen = torch.Generator()
+    gen.set_state(state)
+    obs = batch[keys.OBS]
+    with torch.no_grad():
+        action = adapter.actor(obs, context.expand(64, -1), torch.randn(64, model.family.act_dim, generator=gen)).action
+        pred = adapter.model(obs, action, context)
+    next_obs, reward, _ = relabel(pred, obs, action, adapter.termination_fn, True, gen)
+    torch.testing.assert_close(out[keys.ACTION], action)
+    torch.testing.assert_close(out[keys.NEXT_OBS], next_obs)
+    torch.testing.assert_close(out[keys.REWARD], reward)
+    assert not bool(out[keys.TERMINATED].any())  # the point robot never terminates
+
+
+def test_fit_validates_mier_with_the_identification_protocol(model) -> None:
+    from types import SimpleNamespace
+
+    model._trainer = SimpleNamespace(state=SimpleNamespace(fn="fit"))
+    try:
+        assert not model.make_adapter(0, 0).cfg.relabel  # mier_public: extrapolation is its own run mode
+        model.adapt_cfg = dataclasses.replace(model.adapt_cfg, relabel_during_fit=True)
+        assert model.make_adapter(0, 0).cfg.relabel
+        model._trainer.state.fn = "test"
+        model.adapt_cfg = dataclasses.replace(model.adapt_cfg, relabel_during_fit=False)
+        assert model.make_adapter(0, 0).cfg.relabel
+    finally:
+        model._trainer = None
+
+
 def test_the_meta_test_relabels_with_the_context_it_identified(model) -> None:
     from metarl.methods.mier.evaluation import run_protocol
 
@@ -204,11 +239,17 @@ def test_exact_resume(mier_straight: Path, tmp_path: Path) -> None:
     assert metrics(half) + metrics(rest) == metrics(mier_straight)
     evals = [float(r["eval/env_steps"]) for r in metrics(mier_straight) if r["eval/env_steps"]]
     assert evals == [0.0, 200.0, 400.0, 600.0]
+    own = ["mier/model_loss_pre", "mier/model_loss_post", "mier/context_norm", "mier/alpha", "train/loss_alpha",
+           "adapt/model_loss_pre", "adapt/model_loss_post", "adapt/context_norm"]
+    assert _columns(half, own) + _columns(rest, own) == _columns(mier_straight, own)
+    assert all(any(row[k] for row in _columns(mier_straight, own)) for k in own)
+
+
+def _columns(out: Path, names: list[str]) -> list[dict[str, str]]:
     import csv
 
-    with open(mier_straight / "csv" / "version_0" / "metrics.csv") as f:
-        names = set(next(csv.reader(f)))
-    assert {"mier/model_loss_pre", "mier/model_loss_post", "mier/context_norm", "mier/alpha"} <= names
+    with open(out / "csv" / "version_0" / "metrics.csv") as f:
+        return [{k: row.get(k, "") for k in names} for row in csv.DictReader(f)]
 
 
 def test_sigterm_checkpoints_and_resumes_exactly(mier_straight: Path, tmp_path: Path) -> None:
