@@ -195,6 +195,15 @@ def test_fit_validates_mier_with_the_identification_protocol(model) -> None:
         model._trainer = None
 
 
+def test_the_model_buffer_keeps_the_newest_relabeled_transitions(model) -> None:
+    model.adapt_cfg = dataclasses.replace(model.adapt_cfg, rollout_batch_size=8, num_cross_tasks=2,
+                                          model_buffer_size=16)
+    adapter = model.make_adapter(0, 0)
+    blocks = [adapter.relabel_cross_task(model.replay, torch.randn(model.context_dim))[-8:].clone() for _ in range(3)]
+    assert adapter.model_buffer is not None and adapter.model_buffer.shape == (16,)
+    assert torch.equal(adapter.model_buffer[keys.REWARD], torch.cat([blocks[1][keys.REWARD], blocks[2][keys.REWARD]]))
+
+
 def test_the_meta_test_relabels_with_the_context_it_identified(model) -> None:
     from metarl.methods.mier.evaluation import run_protocol
 
@@ -207,8 +216,8 @@ def test_the_meta_test_relabels_with_the_context_it_identified(model) -> None:
     source = [p.detach().clone() for p in model.actor.parameters()]
     pre, post, metrics = run_protocol(adapter, model.eval_rollouts, 0, model.batch_size, True, model.replay)
     cfg = adapter.cfg
-    assert len(identified) == 1 and len(relabeled_at) == 1 + cfg.epochs * ((cfg.sac_steps_per_epoch - 1)
-                                                                            // cfg.relabel_interval)
+    refills = cfg.epochs * -(-cfg.sac_steps_per_epoch // cfg.relabel_interval)  # at step 0 of every epoch too
+    assert len(identified) == 1 and len(relabeled_at) == refills
     assert all(torch.equal(c, identified[0]) for c in relabeled_at)
     assert {"eval/return_epoch_0", "adapt/model_loss_finetuned", "adapt/context_norm"} <= metrics.keys()
     assert post == metrics[f"eval/return_epoch_{cfg.epochs}"] and pre <= 0  # the last episode's return

@@ -26,7 +26,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor, nn
 
 from metarl import keys
-from metarl.algorithms.mier import relabel
+from metarl.algorithms.mier import GaussianPrediction, relabel
 from metarl.data.replay import MultiTaskReplay
 from metarl.methods.mier.settings import MIERAdaptSettings, SACv2Settings
 from metarl.methods.mier.update import SACStep, identify, model_data, sac_step
@@ -57,6 +57,8 @@ class MIERAdapt(AdaptModule):
         self.critic_target = copy.deepcopy(critic_target) if settings.relabel else critic_target
         self.log_alpha = nn.Parameter(log_alpha.detach().clone())
         self._opts: list[torch.optim.Optimizer] | None = None
+        self._blocks: list[TensorDict] = []
+        self.model_buffer: TensorDict | None = None
 
     # ----------------------------------------------------------------------------- identification
     def context_lrs(self) -> list[float]:
@@ -70,21 +72,26 @@ class MIERAdapt(AdaptModule):
         n = max(1, round(self.cfg.train_fraction * data.shape[0]))
         return data[perm[:n]], data[perm[n:]]
 
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return next(self.model.parameters()).device
+
     def identify(self, data: TensorDictBase) -> Tensor:
         """φ_T ``[C]`` from the new task's transitions ``[N]``: MIER-wR takes the model's own context
         steps on all of them; extrapolation ``context_steps`` steps on the train split."""
+        data = data.to(self.device)
         if not self.cfg.relabel:
             return identify(self.model, data.unsqueeze(0))[0]
         return identify(self.model, data.unsqueeze(0), self.cfg.context_steps, self.context_lrs())[0]
 
     @torch.no_grad()
     def model_loss(self, data: TensorDictBase, context: Tensor) -> float:
-        obs, action, target = model_data(data)
+        obs, action, target = model_data(data.to(self.device))
         return float(self.model.loss(obs, action, context, target).total)
 
     def fine_tune_model(self, data: TensorDictBase, context: Tensor) -> list[float]:
         """``model_steps`` Adam steps (the model's lr) on all model weights, φ_T fixed: the losses."""
-        obs, action, target = model_data(data)
+        obs, action, target = model_data(data.to(self.device))
         opt = torch.optim.Adam(self.model.parameters(), lr=self.model.lr)
         losses = []
         with torch.enable_grad():
@@ -99,29 +106,36 @@ class MIERAdapt(AdaptModule):
     # ----------------------------------------------------------------------------- relabeling
     @torch.no_grad()
     def relabel(self, batch: TensorDictBase, context: Tensor) -> TensorDict:
-        """Eq. 6 on transitions ``[B]`` with the (adapted) model at ``context`` ``[C]``."""
+        """Eq. 6 on transitions ``[B]`` with the (adapted) model at ``context`` ``[C]``. The draws are
+        made on the CPU with the adapter's generator (the result goes to the batch's device)."""
+        batch, device = batch.to(self.device), self.device
         obs = batch[keys.OBS]
         if self.cfg.off_policy_relabel:
             action = batch[keys.ACTION]
         else:
-            eps = torch.randn(obs.shape[0], self.actor.act_dim, generator=self.generator)
+            eps = torch.randn(obs.shape[0], self.actor.act_dim, generator=self.generator).to(device)
             action = self.actor(obs, context.expand(obs.shape[0], -1), eps).action
-        pred = self.model(obs, action, context)
-        next_obs, reward, terminated = relabel(pred, obs, action, self.termination_fn, True, self.generator)
+        pred = GaussianPrediction(*(t.cpu() for t in self.model(obs, action, context)))
+        next_obs, reward, terminated = (t.to(device) for t in relabel(pred, obs.cpu(), action.cpu(),
+                                                                       self.termination_fn, True, self.generator))
         if self.cfg.off_policy_relabel:
             next_obs, terminated = batch[keys.NEXT_OBS], batch[keys.TERMINATED]
         return TensorDict({keys.OBS: obs, keys.ACTION: action, keys.REWARD: reward, keys.NEXT_OBS: next_obs,
                            keys.TERMINATED: terminated.to(batch[keys.TERMINATED].dtype)}, batch_size=[obs.shape[0]])
 
     def relabel_cross_task(self, replay: MultiTaskReplay, context: Tensor) -> TensorDict:
-        """The model buffer: ``rollout_batch_size`` transitions of ``num_cross_tasks`` meta-training
-        tasks (without replacement where there are enough), relabeled at φ_T."""
-        n_tasks, k = replay.n_tasks, self.cfg.num_cross_tasks
-        tasks = (torch.randperm(n_tasks, generator=self.generator)[:k] if n_tasks >= k
-                 else torch.randint(n_tasks, (k,), generator=self.generator))
+        """One refill: ``rollout_batch_size`` transitions of ``num_cross_tasks`` meta-training tasks
+        drawn with replacement (mier_public ``sample_data_for_relabelling``), relabeled at φ_T; added
+        to the model buffer, which keeps the newest ``model_buffer_size`` rows (whole refills)."""
+        k = self.cfg.num_cross_tasks
+        tasks = torch.randint(replay.n_tasks, (k,), generator=self.generator)
         per_task = max(1, self.cfg.rollout_batch_size // k)
-        data = replay.sample_per_task(tasks, per_task, self.generator).reshape(-1)
-        return self.relabel(data, context)
+        block = self.relabel(replay.sample_per_task(tasks, per_task, self.generator).reshape(-1), context)
+        self._blocks = [*self._blocks, block]
+        while len(self._blocks) > 1 and len(self._blocks) * block.shape[0] > self.cfg.model_buffer_size:
+            self._blocks.pop(0)
+        self.model_buffer = torch.cat(self._blocks, dim=0)  # type: ignore[call-overload]
+        return self.model_buffer
 
     # ----------------------------------------------------------------------------- SAC
     def sac_batch(self, real: TensorDictBase, relabeled: TensorDictBase) -> TensorDict:
@@ -134,7 +148,7 @@ class MIERAdapt(AdaptModule):
         for source, n in ((real, n_real), (relabeled, b - n_real)):
             if n > 0:
                 idx = torch.randint(source.shape[0], (n,), generator=self.generator)
-                parts.append(TensorDict({f: source[f][idx] for f in fields}, batch_size=[n]))
+                parts.append(TensorDict({f: source[f][idx] for f in fields}, batch_size=[n]).to(self.device))
         return torch.cat(parts, dim=0)  # type: ignore[call-overload]
 
     def sac_update(self, batch: TensorDictBase, context: Tensor) -> SACStep:
@@ -142,8 +156,9 @@ class MIERAdapt(AdaptModule):
             self._opts = [self.critic.make_optimizer(), self.actor.make_optimizer(),
                           torch.optim.Adam([self.log_alpha], lr=self.sac.alpha_lr)]
         n, act_dim = batch.shape[0], self.actor.act_dim
-        eps = torch.randn(n, act_dim, generator=self.generator)
-        next_eps = torch.randn(n, act_dim, generator=self.generator)
+        eps = torch.randn(n, act_dim, generator=self.generator).to(self.device)
+        next_eps = torch.randn(n, act_dim, generator=self.generator).to(self.device)
+        batch = batch.to(self.device)
         with torch.enable_grad():
             return sac_step(self, batch, context.expand(n, -1), eps, next_eps, self._opts, self.sac,
                             lambda loss: loss.backward())

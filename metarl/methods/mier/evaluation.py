@@ -47,10 +47,11 @@ def extrapolate(adapter: MIERAdapt, rollouts: Rollouts, task_index: int, real: T
     cfg = adapter.cfg
     returns: list[float] = []
     relabeled = adapter.relabel_cross_task(replay, context)
-    for _ in range(cfg.epochs):
+    for epoch in range(cfg.epochs):
         returns.append(episode_return(rollouts, task_index, context))
         for step in range(cfg.sac_steps_per_epoch):
-            if step > 0 and step % cfg.relabel_interval == 0:
+            # mier_public refills at step 0 of every epoch too (the first refill is above)
+            if step % cfg.relabel_interval == 0 and (epoch, step) != (0, 0):
                 relabeled = adapter.relabel_cross_task(replay, context)
             for _ in range(cfg.sac_repeats):
                 adapter.sac_update(adapter.sac_batch(real, relabeled), context)

@@ -76,6 +76,7 @@ class MIERAdaptSettings:
     relabel_interval: int = 250  # relabelling_interval: steps between refills of the model buffer
     num_cross_tasks: int = 20  # num_cross_tasks_for_relabelling
     rollout_batch_size: int = 100_000  # relabeled transitions per refill, split over the cross tasks
+    model_buffer_size: int = 1_000_000  # replay_buffer_max_sample_size: the relabeled transitions kept
     real_ratio: float = 0.05  # model_real_ratio: share of the new task's data in a SAC batch
     sac_batch_size: int = 256  # batch_size (extrapolation's SAC batch)
     off_policy_relabel: bool = True  # reward-only relabeling (families whose tasks differ in reward only)
@@ -83,7 +84,7 @@ class MIERAdaptSettings:
 
     def validate(self) -> None:
         _at_least("adapt", self, ("context_steps", "epochs", "sac_repeats", "relabel_interval", "num_cross_tasks",
-                                  "rollout_batch_size", "sac_batch_size"), 1)
+                                  "rollout_batch_size", "model_buffer_size", "sac_batch_size"), 1)
         _at_least("adapt", self, ("model_steps", "sac_steps_per_epoch"), 0)
         if not (self.context_lr_first > 0 and self.context_lr_rest > 0):
             raise ValueError("adapt.context_lr_first and adapt.context_lr_rest must be > 0")
