@@ -17,12 +17,14 @@ def _class_path(name: str) -> str:
 
 MQL = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.mql.MQLMetaTrain"]
 PEARL = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.pearl.PEARLMetaTrain"]
+MIER = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.mier.MIERMetaTrain"]
 
 
 def test_the_design_lists_every_family_config() -> None:
     assert FAMILIES <= {name.removesuffix(".yaml") for name in MQL}
     assert {f"pearl_{f}" for f in FAMILIES} <= {name.removesuffix(".yaml") for name in PEARL}
-    assert set(MQL) | set(PEARL) == set(EXPERIMENTS), "a shipped config of no known method"
+    assert {"mier_point_robot.yaml", "mier_point_robot_ood.yaml"} <= set(MIER)
+    assert set(MQL) | set(PEARL) | set(MIER) == set(EXPERIMENTS), "a shipped config of no known method"
 
 
 @pytest.mark.parametrize("name", MQL)
@@ -137,7 +139,31 @@ def test_pearl_values_of_oyster_cheetah_vel() -> None:
     assert (m.sac.reward_scale, m.kl_lambda, m.sac.tau) == (5.0, 0.1, 0.005)
 
 
-@pytest.mark.parametrize("name", ["point_robot.yaml", "pearl_point_robot.yaml"])
+@pytest.mark.parametrize("name", MIER)
+def test_mier_config_instantiates_with_its_values(name: str) -> None:
+    model = cli_model("--config", name).model
+    raw = yaml.safe_load((CONFIGS / name).read_text())["model"]["init_args"]
+    assert model.method_name == "mier" and model.family.name == raw["family"]
+    assert (model.meta_batch, model.batch_size, model.updates_per_iter) == (
+        raw["meta_batch"], raw["batch_size"], raw["updates_per_iter"])
+    m = raw["model"]["init_args"]
+    assert (model.context_dim, model.model.context_steps, model.model.context_lr) == (
+        m["context_dim"], m["context_steps"], m["context_lr"])
+    assert (model.sac.target_entropy, model.sac.log_alpha_init) == (-1.0, 0.0)
+    assert model.adapt_cfg.relabel == raw["adapt"]["relabel"]
+    assert model.total_env_steps == 100_000 and (model.total_env_steps - model.iteration_env_steps(0)) % (
+        model.iteration_env_steps(1)) == 0
+
+
+def test_mier_configs_are_mier_wr_and_mier() -> None:
+    assert not cli_model("--config", "mier_point_robot").model.adapt_cfg.relabel
+    ood = cli_model("--config", "mier_point_robot_ood").model
+    assert ood.adapt_cfg.relabel and ood.family.name == "point-robot-ood"
+    assert (ood.adapt_cfg.context_steps, ood.adapt_cfg.real_ratio, ood.adapt_cfg.sac_batch_size) == (10, 0.05, 256)
+
+
+@pytest.mark.parametrize("name", ["point_robot.yaml", "pearl_point_robot.yaml", "mier_point_robot.yaml",
+                                  "mier_point_robot_ood.yaml"])
 def test_debug_overlay_works_on_every_method(name: str) -> None:
     m = cli_model("--config", name, "--config", "debug.yaml").model
     assert m.total_env_steps == 600 and m.updates_per_iter == 4 and m.eval_cfg.num_tasks == 1
