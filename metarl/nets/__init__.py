@@ -2,13 +2,15 @@
 training_step and never log; each method's MetaTrainModule and AdaptModule coordinate them.
 
 MQL: Actor, TwinCritic, ContextEncoder. PEARL: ProbContextEncoder, TanhGaussianActor, TwinCritic
-(three layers of 300), ValueNet. Model-based: ContextualGaussianModel (MIER), DeltaDynamicsModel (GrBAL)."""
+(three layers of 300), ValueNet. Model-based: ContextualGaussianModel (MIER), DeltaDynamicsModel (GrBAL).
+On-policy: RecurrentGaussianPolicy (RL²)."""
 
 from metarl.nets.actor import Actor
 from metarl.nets.critic import TwinCritic
 from metarl.nets.dynamics import ContextualGaussianModel, DeltaDynamicsModel
 from metarl.nets.encoder import ContextEncoder
 from metarl.nets.prob_encoder import ProbContextEncoder
+from metarl.nets.recurrent_policy import RecurrentGaussianPolicy
 from metarl.nets.tanh_gaussian import TanhGaussianActor, TanhGaussianOutput
 from metarl.nets.value import ValueNet
 
@@ -18,6 +20,7 @@ __all__ = [
     "ContextualGaussianModel",
     "DeltaDynamicsModel",
     "ProbContextEncoder",
+    "RecurrentGaussianPolicy",
     "TanhGaussianActor",
     "TanhGaussianOutput",
     "TwinCritic",
