@@ -18,13 +18,15 @@ def _class_path(name: str) -> str:
 MQL = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.mql.MQLMetaTrain"]
 PEARL = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.pearl.PEARLMetaTrain"]
 RL2 = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.rl2.RL2MetaTrain"]
+MAML = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.maml.MAMLMetaTrain"]
 
 
 def test_the_design_lists_every_family_config() -> None:
     assert FAMILIES <= {name.removesuffix(".yaml") for name in MQL}
     assert {f"pearl_{f}" for f in FAMILIES} <= {name.removesuffix(".yaml") for name in PEARL}
     assert {"rl2_point_robot", "rl2_cheetah_vel"} <= {name.removesuffix(".yaml") for name in RL2}
-    assert set(MQL) | set(PEARL) | set(RL2) == set(EXPERIMENTS), "a shipped config of no known method"
+    assert "maml_point_robot" in {name.removesuffix(".yaml") for name in MAML}
+    assert set(MQL) | set(PEARL) | set(RL2) | set(MAML) == set(EXPERIMENTS), "a shipped config of no known method"
 
 
 @pytest.mark.parametrize("name", MQL)
@@ -159,3 +161,16 @@ def test_rl2_config_instantiates_with_its_values_and_under_the_debug_overlay(nam
     m = cli_model("--config", name, "--config", "debug.yaml").model
     assert m.total_env_steps == 600 and m.eval_cfg.num_tasks == 1 and m.trial_cfg.tasks_per_iter == 2
     assert m.policy.gru.gru.hidden_size == 8
+
+
+@pytest.mark.parametrize("name", MAML)
+def test_maml_config_instantiates_with_its_values_and_under_the_debug_overlay(name: str) -> None:
+    model = cli_model("--config", name.removesuffix(".yaml")).model  # a bare name
+    raw = yaml.safe_load((CONFIGS / name).read_text())["model"]["init_args"]
+    assert model.method_name == "maml" and model.family.name == raw["family"]
+    c = model.cfg
+    assert (c.tasks_per_iter, c.episodes_per_task, c.inner_lr, c.max_kl, c.first_order) == (20, 20, 0.1, 0.01, False)
+    assert [m.out_features for m in model.policy.mean_net if hasattr(m, "out_features")][:2] == [64, 64]
+    assert model.total_env_steps == 300 * model.iteration_env_steps(0)  # methods-reference §8.4
+    m = cli_model("--config", name, "--config", "debug.yaml").model
+    assert m.total_env_steps == 600 and m.eval_cfg.num_tasks == 1 and m.cfg.tasks_per_iter == 2

@@ -155,7 +155,9 @@ def _assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
         for pid, sa in oa["state"].items():
             for name, value in sa.items():
                 assert torch.equal(torch.as_tensor(value), torch.as_tensor(ob["state"][pid][name]))
-    for name in ("task_gen", "sample_gen", "acting_gen", "eval_acting_gen"):
+    gens = [k for k, v in a["metarl"].items() if k.endswith("_gen")]
+    assert {"task_gen", "acting_gen", "eval_acting_gen"} <= set(gens)
+    for name in gens:
         assert torch.equal(a["metarl"][name], b["metarl"][name]), f"{name} differs"
     assert a["metarl"]["rollouts"]["batch"] == b["metarl"]["rollouts"]["batch"]
 

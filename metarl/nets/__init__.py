@@ -3,12 +3,13 @@ training_step and never log; each method's MetaTrainModule and AdaptModule coord
 
 MQL: Actor, TwinCritic, ContextEncoder. PEARL: ProbContextEncoder, TanhGaussianActor, TwinCritic
 (three layers of 300), ValueNet. Model-based: ContextualGaussianModel (MIER), DeltaDynamicsModel (GrBAL).
-On-policy: RecurrentGaussianPolicy (RL²)."""
+On-policy: RecurrentGaussianPolicy (RL²), GaussianMLPPolicy (MAML-PG)."""
 
 from metarl.nets.actor import Actor
 from metarl.nets.critic import TwinCritic
 from metarl.nets.dynamics import ContextualGaussianModel, DeltaDynamicsModel
 from metarl.nets.encoder import ContextEncoder
+from metarl.nets.gaussian_mlp import GaussianMLPPolicy
 from metarl.nets.prob_encoder import ProbContextEncoder
 from metarl.nets.recurrent_policy import RecurrentGaussianPolicy
 from metarl.nets.tanh_gaussian import TanhGaussianActor, TanhGaussianOutput
@@ -19,6 +20,7 @@ __all__ = [
     "ContextEncoder",
     "ContextualGaussianModel",
     "DeltaDynamicsModel",
+    "GaussianMLPPolicy",
     "ProbContextEncoder",
     "RecurrentGaussianPolicy",
     "TanhGaussianActor",
