@@ -57,6 +57,17 @@ def test_one_iteration_takes_a_trust_region_step_through_the_inner_step(model, f
     assert metrics["maml/loss_after"] < metrics["maml/loss_before"]
 
 
+def test_one_ppo_iteration_takes_adam_steps_through_the_inner_step(model) -> None:
+    model.cfg = dataclasses.replace(model.cfg, outer="ppo")
+    opt = model.configure_optimizers()
+    model.optimizers = lambda: opt  # outside a Trainer
+    before = torch.nn.utils.parameters_to_vector(model.policy.parameters()).detach().clone()
+    metrics = model.meta_train_iteration()
+    assert model.num_updates == model.cfg.ppo_steps and len(opt.state) == len(list(model.policy.parameters()))
+    assert not torch.equal(before, torch.nn.utils.parameters_to_vector(model.policy.parameters()).detach())
+    assert metrics["maml/loss_after"] < metrics["maml/loss_before"] and metrics["maml/kl_after"] > 0
+
+
 def test_second_order_and_first_order_outer_steps_differ(model) -> None:
     state = {k: v.clone() for k, v in model.policy.state_dict().items()}
     gens = model.task_gen.get_state(), model.acting.generator.get_state(), model.rollouts.state_dict()

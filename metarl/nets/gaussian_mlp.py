@@ -62,7 +62,7 @@ class GroupActing:
 
     @torch.no_grad()
     def __call__(self, td: TensorDictBase) -> TensorDictBase:
-        obs = td[keys.OBS]
+        obs = td[keys.OBS].to(self.policy.device)  # the envs step on the CPU
         if self.params is None:
             mean, log_std = self.policy(obs)
             std = log_std.exp().expand_as(mean)
@@ -72,5 +72,5 @@ class GroupActing:
             mean = torch.cat([m for m, _ in outs])
             std = torch.cat([s.exp().expand_as(m) for m, s in outs])
         eps = torch.randn(mean.shape, generator=self.generator).to(mean.device)
-        td.set(keys.ACTION, mean + std * eps)
+        td.set(keys.ACTION, (mean + std * eps).to(td[keys.OBS].device))
         return td

@@ -93,11 +93,16 @@ class RecurrentActing:
 
     @torch.no_grad()
     def __call__(self, td: TensorDictBase) -> TensorDictBase:
-        mean = self.policy.step(td)
+        device = self.policy.device
+        # The envs step on the CPU; a policy on an accelerator acts on a copy and writes its outputs back.
+        work = td if device.type == "cpu" else td.to(device)
+        mean = self.policy.step(work)
         if self.deterministic:
             action = mean
         else:
             eps = torch.randn(mean.shape, generator=self.generator).to(mean.device)
             action = mean + self.policy.log_std.exp() * eps
-        td.set(keys.ACTION, action)
+        work.set(keys.ACTION, action)
+        if work is not td:
+            td.update(work.select(keys.ACTION, *self.policy.gru.out_keys).to("cpu"))
         return td

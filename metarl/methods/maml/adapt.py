@@ -37,7 +37,8 @@ class MAMLAdapt(AdaptModule):
         theta = {n: p.detach().requires_grad_(True) for n, p in self.policy.named_parameters()}
         cfg = self.cfg
         phi = {n: p.detach() for n, p in
-               adapted_params(self.policy, theta, task_batches(pre, 1, cfg.gamma, cfg.gae_lambda), cfg)[0].items()}
+               adapted_params(self.policy, theta, task_batches(pre, 1, cfg.gamma, cfg.gae_lambda, self.policy.device),
+                              cfg)[0].items()}
         acting.params = [phi]
         try:
             with torch.no_grad():

@@ -4,7 +4,8 @@ pytorch-maml-rl; methods-reference §5.1). One training_step is one iteration::
     draw M train tasks; K episodes of each under theta, all at once (one batched env of M K envs)
     per task: advantages (linear baseline), phi_i = theta - alpha grad L_i^in(theta)     update.py
     K episodes of each task under its phi_i (env group i acts with phi_i)
-    one TRPO step on theta through the inner steps (second order; first order option)    update.py
+    one TRPO step on theta through the inner steps (second order; first order option;
+        PPO steps as an option)                                                           update.py
 
 Adaptation is one inner step on a new task (MAMLAdapt).
 """
@@ -21,10 +22,11 @@ from metarl import keys
 from metarl.data.rollouts import BatchedRollouts
 from metarl.methods.maml.adapt import MAMLAdapt
 from metarl.methods.maml.settings import MAMLSettings
-from metarl.methods.maml.update import adapted_params, outer_trpo_step, task_batches
+from metarl.methods.maml.update import adapted_params, outer_ppo_step, outer_trpo_step, task_batches
 from metarl.nets.gaussian_mlp import GaussianMLPPolicy, GroupActing
+from metarl.nets.optim import adam
 from metarl.training.evaluation import TaskResult
-from metarl.training.module import MetaTrainModule
+from metarl.training.module import MetaTrainModule, backward
 from metarl.training.settings import EvalSettings
 
 
@@ -79,8 +81,8 @@ class MAMLMetaTrain(MetaTrainModule):
                                              self.seed + 5, True)
         return self._eval_rollouts
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return []  # TRPO steps the parameters itself
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return adam(self.policy.parameters(), self.cfg.ppo_lr)  # the PPO option's (TRPO steps by itself)
 
     # ----------------------------------------------------------------------------- training
     def iteration_env_steps(self, env_steps: int) -> int:
@@ -95,7 +97,7 @@ class MAMLMetaTrain(MetaTrainModule):
         self.acting.params = None
         with torch.no_grad():
             pre_data = self.rollouts.collect()
-        pre = task_batches(pre_data, m, cfg.gamma, cfg.gae_lambda)
+        pre = task_batches(pre_data, m, cfg.gamma, cfg.gae_lambda, self.device)
         theta = dict(self.policy.named_parameters())
         self.acting.params = [{n: p.detach() for n, p in phi.items()}
                               for phi in adapted_params(self.policy, theta, pre, cfg)]
@@ -104,12 +106,17 @@ class MAMLMetaTrain(MetaTrainModule):
                 post_data = self.rollouts.collect()
         finally:
             self.acting.params = None
-        post = task_batches(post_data, m, cfg.gamma, cfg.gae_lambda)
+        post = task_batches(post_data, m, cfg.gamma, cfg.gae_lambda, self.device)
         self.env_steps += pre_data.numel() + post_data.numel()
         self.num_episodes += 2 * m * k
         t1 = time.perf_counter()
-        stats = outer_trpo_step(self.policy, pre, post, cfg)
-        self.num_updates += 1
+        if cfg.outer == "ppo":
+            stats = outer_ppo_step(self.policy, self.optimizers(), pre, post, cfg,  # type: ignore[arg-type]
+                                   lambda loss: backward(self, loss))
+            self.num_updates += cfg.ppo_steps
+        else:
+            stats = outer_trpo_step(self.policy, pre, post, cfg)
+            self.num_updates += 1
         t2 = time.perf_counter()
         ret_pre = float(pre_data[keys.REWARD].sum() / (m * k))
         ret_post = float(post_data[keys.REWARD].sum() / (m * k))
@@ -120,7 +127,7 @@ class MAMLMetaTrain(MetaTrainModule):
             "maml/kl_after": stats.kl_after, "maml/step_fraction": stats.step_fraction,
             "maml/entropy": float((self.policy.log_std.detach() + 1.4189385332046727).sum()),
             "time/env_steps_per_s": (pre_data.numel() + post_data.numel()) / max(t1 - t0, 1e-9),
-            "time/updates_per_s": 1.0 / max(t2 - t1, 1e-9),
+            "time/updates_per_s": (1 if cfg.outer == "trpo" else cfg.ppo_steps) / max(t2 - t1, 1e-9),
         }
 
     # ----------------------------------------------------------------------------- evaluation

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 INNER_OBJECTIVES = ("lvc", "log_likelihood")
+OUTER_ALGORITHMS = ("trpo", "ppo")
 
 
 @dataclass(frozen=True)
@@ -20,17 +21,24 @@ class MAMLSettings:
     first_order: bool = False  # True: FOMAML (no Hessian through the inner step)
     gamma: float = 0.99
     gae_lambda: float = 1.0  # advantages R_t - b(s_t)
+    outer: str = "trpo"  # MAML-TRPO (ProMP / pytorch-maml-rl); "ppo": garage MAMLPPO
     max_kl: float = 0.01
     cg_iters: int = 10
     cg_damping: float = 1e-5
     backtrack_ratio: float = 0.8
     max_backtracks: int = 15
+    # PPO option (garage MAMLPPO: clip 0.5, Adam 1e-3; ProMP: 5 optimisation steps per batch)
+    ppo_clip: float = 0.5
+    ppo_lr: float = 1e-3
+    ppo_steps: int = 5
 
     def validate(self) -> None:
-        for name in ("tasks_per_iter", "episodes_per_task", "cg_iters", "max_backtracks"):
+        if self.outer not in OUTER_ALGORITHMS:
+            raise ValueError(f"maml.outer must be one of {', '.join(OUTER_ALGORITHMS)}, got {self.outer!r}")
+        for name in ("tasks_per_iter", "episodes_per_task", "cg_iters", "max_backtracks", "ppo_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"maml.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("inner_lr", "max_kl", "cg_damping"):
+        for name in ("inner_lr", "max_kl", "cg_damping", "ppo_clip", "ppo_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"maml.{name} must be > 0, got {getattr(self, name)}")
         if self.inner_objective not in INNER_OBJECTIVES:

@@ -117,11 +117,13 @@ class RL2MetaTrain(MetaTrainModule):
             data = rollouts.collect()
         self.env_steps += data.numel()
         self.num_episodes += self.trial_cfg.tasks_per_iter * self.trial_cfg.episodes_per_trial
-        return data.to(self.device)
+        return data
 
     def outer_update(self, data: Any) -> OuterStats:
         cfg = self.outer_cfg
-        adv = trial_advantages(data, cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages)
+        # The baseline's least squares runs on the CPU (where the data is collected); then to the policy.
+        adv = trial_advantages(data, cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages).to(self.device)
+        data = data.to(self.device)
         if cfg.algorithm == "trpo":
             return trpo_update(self.policy, data, adv, cfg)
         return ppo_update(self.policy, self.optimizers(), data, adv, cfg, self.sample_gen,  # type: ignore[arg-type]
@@ -134,7 +136,7 @@ class RL2MetaTrain(MetaTrainModule):
         stats = self.outer_update(data)
         self.num_updates += stats.updates
         t2 = time.perf_counter()
-        returns = inner_episode_returns(data.cpu(), self.trial_cfg.episodes_per_trial).mean(0)
+        returns = inner_episode_returns(data, self.trial_cfg.episodes_per_trial).mean(0)
         metrics = {
             "train/return": float(returns.mean()),
             "train/env_steps": float(self.env_steps),
