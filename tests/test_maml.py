@@ -173,3 +173,34 @@ def test_a_checkpoint_of_another_method_is_a_one_line_error(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("metarl: error:") and "Traceback" not in err
     assert "metarl.methods.maml.MAMLMetaTrain" in err and "metarl.methods.rl2.RL2MetaTrain" in err
+
+
+def test_the_outer_gradient_is_the_maml_meta_gradient_through_the_inner_step(model) -> None:
+    """The TRPO objective's gradient at theta equals ``algorithms.maml.meta_gradient`` (second order) of the
+    likelihood-ratio outer loss, and differs from its first-order version."""
+    from metarl.algorithms.maml import meta_gradient
+    from metarl.algorithms.onpolicy import likelihood_ratio_surrogate
+    from metarl.methods.maml.update import inner_loss_fn, old_policies, post_update_loss, task_batches
+    from metarl.nets.gaussian_mlp import gaussian_log_prob
+
+    cfg = model.cfg
+    with torch.no_grad():
+        pre = task_batches(model.rollouts.collect(), 2, cfg.gamma, cfg.gae_lambda)
+        post = task_batches(model.rollouts.collect(), 2, cfg.gamma, cfg.gae_lambda)
+    theta = dict(model.policy.named_parameters())
+    olds = old_policies(model.policy, theta, pre, post, cfg)
+    loss, _ = post_update_loss(model.policy, theta, pre, post, olds, cfg, None)
+    got = torch.autograd.grad(loss, list(theta.values()))
+
+    def outer(m, batch):
+        mean, log_std = m(batch["obs"])
+        return likelihood_ratio_surrogate(gaussian_log_prob(mean, log_std, batch["act"]), batch["old_logp"],
+                                          batch["adv"])
+
+    tasks = [([p], {**b, "old_logp": o[2]}) for p, b, o in zip(pre, post, olds, strict=True)]
+    want, _ = meta_gradient(model.policy, theta, inner_loss_fn(cfg.inner_objective), outer, tasks, cfg.inner_lr)
+    for g, n in zip(got, theta, strict=True):
+        torch.testing.assert_close(g, want[n])
+    fo, _ = meta_gradient(model.policy, theta, inner_loss_fn(cfg.inner_objective), outer, tasks, cfg.inner_lr,
+                          first_order=True)
+    assert any(not torch.allclose(g, fo[n]) for g, n in zip(got, theta, strict=True))

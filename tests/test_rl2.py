@@ -214,3 +214,29 @@ def test_a_checkpoint_of_another_method_is_a_one_line_error(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("metarl: error:") and "Traceback" not in err
     assert "metarl.methods.rl2.RL2MetaTrain" in err and "metarl.methods.mql.MQLMetaTrain" in err
+
+
+def test_the_first_ppo_step_follows_the_policy_gradient(model) -> None:
+    """At the old policy the ratio is 1 and nothing is clipped: the first PPO step's gradient is that of
+    ``-mean(log pi(a | h) A)`` over the re-unrolled trials (no gradient reaches A or pi_old)."""
+    import dataclasses
+
+    from metarl.methods.rl2.update import ppo_update, trial_advantages
+
+    data = model.collect()
+    cfg = dataclasses.replace(model.outer_cfg, epochs=1, minibatches=1)
+    adv = trial_advantages(data, cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages)
+    mean, _ = model.policy.unroll(data)
+    want = torch.autograd.grad(-(model.policy.log_prob(mean, data[keys.ACTION]) * adv).mean(),
+                               list(model.policy.parameters()))
+    seen: list[list[torch.Tensor]] = []
+
+    class Capture(torch.optim.SGD):
+        def step(self, closure: object = None) -> None:
+            seen.append([p.grad.clone() for p in model.policy.parameters()])
+
+    opt = Capture(model.policy.parameters(), lr=0.0)
+    ppo_update(model.policy, opt, data, adv, cfg, torch.Generator().manual_seed(0), lambda loss: loss.backward())
+    assert len(seen) == 1
+    for g, w in zip(seen[0], want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
