@@ -18,13 +18,18 @@ def _class_path(name: str) -> str:
 MQL = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.mql.MQLMetaTrain"]
 PEARL = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.pearl.PEARLMetaTrain"]
 MIER = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.mier.MIERMetaTrain"]
+RL2 = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.rl2.RL2MetaTrain"]
+MAML = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.maml.MAMLMetaTrain"]
 
 
 def test_the_design_lists_every_family_config() -> None:
     assert FAMILIES <= {name.removesuffix(".yaml") for name in MQL}
     assert {f"pearl_{f}" for f in FAMILIES} <= {name.removesuffix(".yaml") for name in PEARL}
     assert {"mier_point_robot.yaml", "mier_point_robot_ood.yaml"} <= set(MIER)
-    assert set(MQL) | set(PEARL) | set(MIER) == set(EXPERIMENTS), "a shipped config of no known method"
+    assert {"rl2_point_robot", "rl2_cheetah_vel"} <= {name.removesuffix(".yaml") for name in RL2}
+    assert "maml_point_robot" in {name.removesuffix(".yaml") for name in MAML}
+    known = set(MQL) | set(PEARL) | set(MIER) | set(RL2) | set(MAML)
+    assert known == set(EXPERIMENTS), "a shipped config of no known method"
 
 
 @pytest.mark.parametrize("name", MQL)
@@ -167,3 +172,32 @@ def test_mier_configs_are_mier_wr_and_mier() -> None:
 def test_debug_overlay_works_on_every_method(name: str) -> None:
     m = cli_model("--config", name, "--config", "debug.yaml").model
     assert m.total_env_steps == 600 and m.updates_per_iter == 4 and m.eval_cfg.num_tasks == 1
+
+
+@pytest.mark.parametrize("name", RL2)
+def test_rl2_config_instantiates_with_its_values_and_under_the_debug_overlay(name: str) -> None:
+    model = cli_model("--config", name.removesuffix(".yaml")).model  # a bare name
+    raw = yaml.safe_load((CONFIGS / name).read_text())["model"]["init_args"]
+    assert model.method_name == "rl2" and model.family.name == raw["family"]
+    assert model.policy.gru.gru.hidden_size == raw["policy"]["init_args"]["hidden_size"] == 64
+    assert model.policy.lr == raw["policy"]["init_args"]["lr"] == 1e-3
+    assert (model.trial_cfg.episodes_per_trial, model.outer_cfg.clip_eps, model.outer_cfg.epochs) == (2, 0.2, 5)
+    assert model.trial_cfg.tasks_per_iter == raw["trial"]["tasks_per_iter"]
+    assert model.outer_cfg.gae_lambda == raw["outer"]["gae_lambda"]
+    assert model.total_env_steps % model.iteration_env_steps(0) == 0  # a whole number of iterations
+    m = cli_model("--config", name, "--config", "debug.yaml").model
+    assert m.total_env_steps == 600 and m.eval_cfg.num_tasks == 1 and m.trial_cfg.tasks_per_iter == 2
+    assert m.policy.gru.gru.hidden_size == 8
+
+
+@pytest.mark.parametrize("name", MAML)
+def test_maml_config_instantiates_with_its_values_and_under_the_debug_overlay(name: str) -> None:
+    model = cli_model("--config", name.removesuffix(".yaml")).model  # a bare name
+    raw = yaml.safe_load((CONFIGS / name).read_text())["model"]["init_args"]
+    assert model.method_name == "maml" and model.family.name == raw["family"]
+    c = model.cfg
+    assert (c.tasks_per_iter, c.episodes_per_task, c.inner_lr, c.max_kl, c.first_order) == (20, 20, 0.1, 0.01, False)
+    assert [m.out_features for m in model.policy.mean_net if hasattr(m, "out_features")][:2] == [64, 64]
+    assert model.total_env_steps == 300 * model.iteration_env_steps(0)  # methods-reference §8.4
+    m = cli_model("--config", name, "--config", "debug.yaml").model
+    assert m.total_env_steps == 600 and m.eval_cfg.num_tasks == 1 and m.cfg.tasks_per_iter == 2
