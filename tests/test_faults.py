@@ -37,7 +37,7 @@ def start_fit(out: Path, *extra: str, env: dict[str, str] | None = None) -> subp
                                 env=env or cli_env(), stdout=subprocess.DEVNULL, stderr=log)
 
 
-def wait_for(predicate, proc: subprocess.Popen, timeout: float = 90) -> None:
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> None:  # generous: CI shares its cores
     deadline = time.monotonic() + timeout
     while not predicate():
         assert proc.poll() is None, f"training exited early ({proc.returncode})"
