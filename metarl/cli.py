@@ -24,7 +24,15 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from metarl.cli_errors import ConfigError, describe_instantiation_error, describe_parse_error, innermost_error
 from metarl.config_files import resolve_argv
 from metarl.console import apply_threads, quiet_third_party
-from metarl.tracking import apply_wandb_mode, place_sweep_run, start_wandb
+from metarl.tracking import (
+    HEALTH,
+    apply_wandb_mode,
+    finish_wandb,
+    guard_wandb,
+    place_sweep_run,
+    start_wandb,
+    watch_log_handler_errors,
+)
 from metarl.training.callbacks import AtomicCheckpointIO, MetaCheckpoint, RunInterrupted
 from metarl.training.module import MetaTrainModule
 from metarl.training.progress import EnvStepProgressBar, FreshStepMetrics, RunConsole
@@ -122,7 +130,7 @@ class MetaRLCLI(LightningCLI):
         if ckpt_path == "last":
             ckpt_path = self._resolve_last(self.config[sub], sub)
             self._restart = self._restart or ckpt_path is None
-        if not ckpt_path:
+        if ckpt_path is None:
             return
         if ckpt_path in SPECIAL_CKPT_PATHS:
             raise CheckpointError(
@@ -196,16 +204,20 @@ class MetaRLCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
-        except (ValueError, TypeError, KeyError, ArgumentError) as err:
+        except (ValueError, TypeError, KeyError, ArgumentError, RuntimeError, MemoryError) as err:
+            inner = innermost_error(err)
+            if isinstance(inner, MemoryError) or "can't allocate memory" in str(inner) or \
+                    "DefaultCPUAllocator" in str(inner):
+                raise ConfigError(_memory_message(str(inner))) from err
             # metarl's checks raise ValueError; anything else from a constructor is a bug: traceback.
-            if not isinstance(innermost_error(err), (ValueError, ArgumentError)):
+            if not isinstance(inner, (ValueError, ArgumentError)):
                 raise
             raise ConfigError(describe_instantiation_error(err)) from err
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         try:
             trainer = super().instantiate_trainer(**kwargs)
-        except (MisconfigurationException, ValueError, TypeError) as err:
+        except (MisconfigurationException, ValueError, TypeError, ImportError) as err:
             raise ConfigError(f"trainer: {describe_instantiation_error(err)}") from err
         # Atomic checkpoint files; set here rather than in the config so the saved config stays plain.
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
@@ -215,6 +227,7 @@ class MetaRLCLI(LightningCLI):
             checkpoint.seed_everything = seed  # checked when the run resumes
         if self.subcommand == "fit":
             self._prepare_fit(trainer, checkpoint)
+        guard_wandb(trainer.loggers, lambda: getattr(self.model, "env_steps", None))
         start_wandb(trainer.loggers)
         return trainer
 
@@ -247,6 +260,15 @@ class MetaRLCLI(LightningCLI):
         path = getattr(cb, "last_model_path", "") or getattr(cb, "best_model_path", "")
         raise BudgetNotReached(f"training stopped at env step {steps:,} of the budget total_env_steps={total:,}: "
                                f"{_stop_reason(trainer)}", path)
+
+
+def _memory_message(text: str) -> str:
+    import re
+
+    m = re.search(r"allocate (\d+) bytes", text)
+    size = f" ({int(m.group(1)) / 1e9:,.1f} GB in one allocation)" if m else ""
+    return (f"not enough memory to build the model{size}: the replay takes collect.replay_size x the bytes per "
+            "transition (docs/reliability.md, \"Checkpoints\"); lower collect.replay_size or the net sizes")
 
 
 def _stop_reason(trainer: Any) -> str:
@@ -308,12 +330,21 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     original = list(argv)
     quiet_third_party()
+    watch_log_handler_errors()
     old_handlers = _install_stop_handlers()
     try:
         if os.environ.get("METARL_TRACEBACK"):
-            return _run(argv, from_command_line)
-        try:
             _run(argv, from_command_line)
+            return None
+        try:
+            cli = _run(argv, from_command_line)
+            finish_wandb()
+            broken = HEALTH.summary()
+            if broken:
+                print(broken, file=sys.stderr)
+            elif getattr(cli, "console", None) is not None:
+                for line in cli.console.closing_lines:
+                    print(line)
         except (ConfigError, CheckpointError, MisconfigurationException) as err:
             _fail(str(err), 2)
         except FloatingPointError as err:
@@ -327,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(128 + stop.signum)
         except Stopped as stop:
             name = signal.Signals(stop.signum).name
-            what = {"start-up": "before training started: nothing to save yet",
+            what = {"start-up": "during start-up, before training started: nothing to save yet",
                     "finishing": "after training ended: its checkpoint is written",
                     }.get(stop.phase, f"during {stop.phase}: nothing to save")
             print(f"metarl: stopped by {name} {what}", file=sys.stderr)
@@ -357,13 +388,13 @@ def _restore_handlers(handlers: dict[int, Any]) -> None:
         signal.signal(signum, handler)
 
 
-def _run(argv: list[str], from_command_line: bool) -> None:
+def _run(argv: list[str], from_command_line: bool) -> MetaRLCLI:
     argv = resolve_argv(argv)
     if from_command_line:
         sys.argv = [sys.argv[0], *argv]  # LightningCLI reads sys.argv itself when args is None
     if argv and argv[0] in ("test", "validate"):
         _phase["name"] = "the meta-test" if argv[0] == "test" else "validation"
-    MetaRLCLI(
+    return MetaRLCLI(
         MetaTrainModule,
         subclass_mode_model=True,
         trainer_defaults=TRAINER_DEFAULTS,

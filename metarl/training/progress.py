@@ -227,16 +227,36 @@ class RunConsole(Callback):
         self.checkpoint_dir = checkpoint_dir
         self._file = file
         self.phase = "start-up"
+        self.closing_lines: list[str] = []
 
     def _print(self, text: str) -> None:
         print(text, file=self._file or sys.stdout, flush=True)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        from metarl.tracking import guard_wandb_run
+
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                try:
+                    run = logger.experiment
+                except Exception:  # start_wandb has already fallen back to offline once
+                    run = None
+                guard_wandb_run(run, lambda: pl_module.env_steps)
         if trainer.is_global_zero:
             self._print(start_block(trainer, pl_module, self.threads, self.resumed_from, self.checkpoint_dir))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self.phase = "training"
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        # W&B's service does not tell when it cannot write (a full disk): look after each evaluation.
+        from metarl.tracking import check_wandb_folder, wandb_run_folder
+
+        for logger in trainer.loggers:
+            run = getattr(logger, "_experiment", None) if type(logger).__name__ == "WandbLogger" else None
+            folder = wandb_run_folder(run) if run is not None else None
+            if folder is not None:
+                check_wandb_folder(folder, _int(getattr(pl_module, "env_steps", None)))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self.phase = "finishing"
@@ -250,8 +270,8 @@ class RunConsole(Callback):
             line = f"metarl: done: {steps:,} env steps"
             line += f"; checkpoint {ckpt}" if ckpt else ""
             self._print(line)
-        for text in _wandb_lines(trainer, closing=True):
-            self._print(text)
+        # Printed by the CLI once W&B has finished writing (it can fail then too).
+        self.closing_lines = _wandb_lines(trainer, closing=True)
 
 
 def _checkpoint_path(trainer: pl.Trainer) -> str | None:

@@ -106,6 +106,8 @@ def prepare_run_folders(trainer: Any, callback: Any, resume_from: str | None, re
     requeued command started (``--ckpt_path last`` found nothing, or a sweep run)."""
     ckpt_dir = checkpoint_dir(trainer, callback)
     _check_is_folder(ckpt_dir, "checkpoint folder")
+    for logger in csv_loggers(trainer.loggers):
+        _check_is_folder(Path(logger.log_dir), "log folder")
     existing = checkpoints_in(ckpt_dir)
     if existing and resume_from is None:
         last = ckpt_dir / "last.ckpt"
@@ -122,7 +124,6 @@ def prepare_run_folders(trainer: Any, callback: Any, resume_from: str | None, re
         )
     for logger in csv_loggers(trainer.loggers):
         log_dir = Path(logger.log_dir)
-        _check_is_folder(log_dir, "log folder")
         metrics = log_dir / ExperimentWriter.NAME_METRICS_FILE
         if resume_from is None and metrics.exists():
             if not restart:
