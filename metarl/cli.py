@@ -331,6 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     original = list(argv)
     quiet_third_party()
     watch_log_handler_errors()
+    HEALTH.__init__()  # a fresh record per run (main may run several times in one process)
     old_handlers = _install_stop_handlers()
     try:
         if os.environ.get("METARL_TRACEBACK"):
