@@ -224,7 +224,7 @@ def test_a_trainer_limit_before_the_budget_is_exit_code_3(tmp_path: Path, capsys
         fit(tmp_path, "--trainer.max_epochs=1")
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 3
-    assert len(err) == 1 and "training stopped at env step 220 of the budget total_env_steps=420" in err[0], err
+    assert len(err) == 1 and "training stopped at env step 200 of the budget total_env_steps=400" in err[0], err
     assert "trainer.max_epochs=1 ended it" in err[0] and "continue with: cd " in err[0]
 
 

@@ -36,7 +36,7 @@ def test_start_block_and_no_third_party_noise(tmp_path: Path, capsys: pytest.Cap
     assert block[4].startswith(f"  checkpoints  {tmp_path / 'ckpt'}/ (last.ckpt + the newest 1 of those saved every")
     assert block[5] == f"  metrics      {tmp_path / 'csv' / 'version_0' / 'metrics.csv'} " \
                        f"(python -m metarl plot {tmp_path / 'csv' / 'version_0'})"
-    assert lines[-1] == f"metarl: done: 220 env steps; checkpoint {tmp_path / 'ckpt' / 'last.ckpt'}"
+    assert lines[-1] == f"metarl: done: 200 env steps; checkpoint {tmp_path / 'ckpt' / 'last.ckpt'}"
     for noise in ("GPU available", "TPU available", "Tip:", "LeafSpec", "| Name", "Total params", "Seed set"):
         assert noise not in out + err, noise
     assert err == ""
@@ -94,7 +94,7 @@ def test_per_task_returns_only_when_played(straight_run: Path) -> None:  # noqa:
         played = list(csv.DictReader(f))
     train_rows = [r for r in rows if r["train/return"]]
     # One episode per iteration in TINY: one row each, with that iteration's return; no repeats.
-    assert len(played) == len(train_rows) == 22
+    assert len(played) == len(train_rows) == 20
     for p, r in zip(played, train_rows, strict=True):
         assert p["train/env_steps"] == r["train/env_steps"] and float(p["return"]) == float(r["train/return"])
     # Step-only metrics appear at the iterations that logged them, never repeated stale.

@@ -87,7 +87,7 @@ def test_requeued_first_attempt_without_a_checkpoint_starts_again(
     assert "starting again from scratch" in capsys.readouterr().err
     kept = list(log_dir.glob("metrics-before-restart-*.csv"))
     assert len(kept) == 1 and kept[0].read_text() == "step,train/env_steps\n0,20.0\n"
-    assert metrics(tmp_path)[0]["train/env_steps"] == "20.0"
+    assert [r["train/env_steps"] for r in metrics(tmp_path) if r["train/env_steps"]][0] == "20.0"
 
 
 class CountCopies(pl.Callback):
@@ -104,7 +104,7 @@ class CountCopies(pl.Callback):
 def test_checkpoint_copies_stay_bounded(keep: int, tmp_path: Path) -> None:
     CountCopies.seen = []
     counter = {"class_path": "tests.test_run_folders.CountCopies"}
-    # A save after every iteration (4 updates each): 22 saves over the run.
+    # A save after every iteration (4 updates each): 20 saves over the run.
     fit(tmp_path, "--checkpoint.every_n_updates=4", f"--checkpoint.save_top_k={keep}",
         f"--trainer.callbacks+={json.dumps(counter)}")
     folder = tmp_path / "ckpt"
@@ -115,7 +115,7 @@ def test_checkpoint_copies_stay_bounded(keep: int, tmp_path: Path) -> None:
     assert periodic[-1].name == f"env_steps={env_steps}.ckpt"  # named by env steps
     assert last.stat().st_ino == periodic[-1].stat().st_ino  # the same state: a second name, not a copy
     assert not list(folder.glob("last-v*.ckpt")) and not list(folder.glob(".*.tmp"))
-    assert len(CountCopies.seen) > 20
+    assert len(CountCopies.seen) == 20
     assert max(copies for _, copies in CountCopies.seen) <= keep + 1, CountCopies.seen
     assert max(files for files, _ in CountCopies.seen) <= keep + 1
 

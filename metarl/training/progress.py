@@ -280,15 +280,14 @@ def _checkpoint_path(trainer: pl.Trainer) -> str | None:
 
 
 def method_name(module: Any) -> str:
-    """MQL, PEARL, ...: the ``metarl.methods.<name>`` package, a ``METHOD`` attribute, or the class."""
-    explicit = getattr(type(module), "METHOD", None)
-    if isinstance(explicit, str):
-        return explicit
+    """MQL, PEARL, ...: the module's ``method_name``, else its ``metarl.methods.<name>`` package, else
+    the class."""
+    explicit = getattr(type(module), "method_name", None)
+    if isinstance(explicit, str) and explicit:
+        return explicit.upper()
     parts = type(module).__module__.split(".")
     if "methods" in parts and parts.index("methods") + 1 < len(parts):
         return parts[parts.index("methods") + 1].upper()
-    if type(module).__module__ == "metarl.training.meta_train":
-        return "MQL"
     return type(module).__name__
 
 
