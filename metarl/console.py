@@ -71,7 +71,7 @@ def thread_policy(requested: int | None) -> tuple[int, str]:
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) >= 1:
         return int(env), "OMP_NUM_THREADS"
-    return min(DEFAULT_THREADS, torch.get_num_threads()) or 1, "metarl's default (set with --threads=N)"
+    return min(DEFAULT_THREADS, torch.get_num_threads()) or 1, "metarl's default; --threads=N to change"
 
 
 def apply_threads(requested: int | None) -> tuple[int, str]:

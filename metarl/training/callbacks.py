@@ -173,6 +173,7 @@ class MetaCheckpoint(ModelCheckpoint):
         self._iteration_started: float | None = None
         self._iteration_seconds: float | None = None
         self._eval: dict[str, Any] | None = None
+        self._eval_task_seconds: float | None = None  # the previous evaluation's, per task
 
     def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
         # The folder was checked by run_dir.prepare_run_folders: a resumed run's own checkpoints
@@ -240,6 +241,8 @@ class MetaCheckpoint(ModelCheckpoint):
             self._eval["done"] += 1
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if self._eval is not None and self._eval["done"]:
+            self._eval_task_seconds = (time.monotonic() - self._eval["started"]) / self._eval["done"]
         self._eval = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
@@ -347,8 +350,10 @@ class MetaCheckpoint(ModelCheckpoint):
             launcher = getattr(self._trainer_ref.strategy, "launcher", None)
             if launcher is not None:  # let the other local ranks know too, as Lightning does
                 launcher.kill(signum)
-        # os.write on fd 2: print() may not be re-entered from a signal handler.
-        os.write(2, (self.signal_message(signum) + "\n").encode())
+        # os.write on fd 2: print() may not be re-entered from a signal handler. On a terminal the
+        # line starts on a line of its own, not after a progress bar's.
+        start = "\n" if os.isatty(2) else ""
+        os.write(2, (start + self.signal_message(signum) + "\n").encode())
 
     def signal_message(self, signum: int) -> str:
         """What happens after a stop signal, and about how long it takes."""
@@ -358,10 +363,11 @@ class MetaCheckpoint(ModelCheckpoint):
         if ev is not None and ev["total"]:
             done, total = ev["done"], ev["total"]
             elapsed = time.monotonic() - ev["started"]
-            if done:
-                left = f", about {_duration(elapsed / done * (total - done))} left"
+            per_task = elapsed / done if done else self._eval_task_seconds
+            if per_task is not None:
+                left = f", about {_duration(max(per_task * (total - done) - (0 if done else elapsed), 1))} left"
             else:
-                left = ""
+                left = ", the first evaluation of this run: no time estimate yet"
             return (f"metarl: got {name} during the evaluation (eval task {min(done + 1, total)} of {total}{left}); "
                     f"the checkpoint is written when the evaluation ends, then the run stops{again}")
         took = ""

@@ -375,7 +375,9 @@ def _wandb_lines(trainer: pl.Trainer, closing: bool) -> list[str]:
         offline = bool(getattr(logger, "_offline", False)) or os.environ.get("WANDB_MODE") in ("offline", "dryrun")
         if closing:
             if offline and folder is not None:
-                out.append(f"metarl: W&B run {run.id} is offline; upload it with: wandb sync {_rel(folder)}")
+                # A resumed run has one folder per start, all with its id: upload them all.
+                every_start = folder.parent / f"offline-run-*-{run.id}"
+                out.append(f"metarl: W&B run {run.id} is offline; upload it with: wandb sync {_rel(every_start)}")
             continue
         url = getattr(run, "url", None) or "online"
         where = f"offline, in {_rel(folder)}" if offline and folder is not None else url
