@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import pytorch_lightning as pl
@@ -162,3 +163,23 @@ def test_wandb_failures_are_reported_once_not_raised(tmp_path: Path, capsys: pyt
         assert "W&B could not write its run file: writer: failed to save record" in HEALTH.failure
     finally:
         HEALTH.__init__()
+
+
+def test_the_evaluation_at_env_step_0_is_announced(tiny_cli: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from metarl.training.callbacks import MetaCheckpoint
+    from metarl.training.progress import EnvStepProgressBar, evaluates_at_start
+
+    model = tiny_cli().model
+    assert evaluates_at_start(model) == 1  # the debug overlay evaluates on one task, also before any update
+    log = io.StringIO()
+    bar = EnvStepProgressBar(file=log)
+    trainer = SimpleNamespace(callback_metrics={})
+    bar.on_train_start(trainer, model)
+    assert log.getvalue() == "eval at 0 env steps (before any update): adapting on 1 eval task ...\n"
+    bar.on_train_batch_start(trainer, model)
+    assert log.getvalue().splitlines()[-1].startswith("eval at 0 env steps done (")
+    # A stop signal during it says so, and what follows.
+    checkpoint = MetaCheckpoint(every_n_updates=10)
+    checkpoint._eval = {"started": time.monotonic(), "done": 0, "total": 1, "at_start": True}
+    assert checkpoint.signal_message(signal.SIGTERM).startswith(
+        "metarl: got SIGTERM during the evaluation at env step 0 (1 eval tasks, before any update")

@@ -226,6 +226,8 @@ class MetaCheckpoint(ModelCheckpoint):
             self._stop_now = True
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, *args: Any, **kwargs: Any) -> None:
+        if self._eval is not None and self._eval.get("at_start"):
+            self._eval = None  # the evaluation at env step 0 is over
         if self._stop_now:
             self._raise_stop(trainer, pl_module)
         self._iteration_started = time.monotonic()
@@ -340,6 +342,10 @@ class MetaCheckpoint(ModelCheckpoint):
         self._trainer_ref = trainer
         for signum in self.STOP_SIGNALS:
             self._old_handlers[signum] = signal.signal(signum, self._on_signal)
+        from metarl.training.progress import evaluates_at_start
+
+        k = evaluates_at_start(pl_module)  # the method's evaluation at env step 0 runs right after this hook
+        self._eval = {"started": time.monotonic(), "done": 0, "total": k, "at_start": True} if k else None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._signal is not None and signum == signal.SIGINT:
@@ -360,6 +366,10 @@ class MetaCheckpoint(ModelCheckpoint):
         name = signal.Signals(signum).name
         again = " (Ctrl-C again to stop at once, without a checkpoint)" if signum == signal.SIGINT else ""
         ev = self._eval
+        if ev is not None and ev.get("at_start"):
+            return (f"metarl: got {name} during the evaluation at env step 0 ({ev['total']} eval tasks, before any "
+                    f"update; the first evaluation of this run: no time estimate yet); then one iteration runs, "
+                    f"its checkpoint is written and the run stops{again}")
         if ev is not None and ev["total"]:
             done, total = ev["done"], ev["total"]
             elapsed = time.monotonic() - ev["started"]

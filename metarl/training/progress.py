@@ -37,6 +37,18 @@ def _metric(trainer: pl.Trainer, key: str) -> float | None:
         return None
 
 
+def evaluates_at_start(module: Any) -> int:
+    """The number of eval tasks of the evaluation a method runs at env step 0, before its first
+    iteration (in its own ``on_train_start``, outside Lightning's validation loop); 0 if none."""
+    eval_cfg = getattr(module, "eval_cfg", None)
+    if not getattr(eval_cfg, "at_start", False) or getattr(module, "env_steps", 1) != 0 \
+            or getattr(module, "_pending_rng", None) is not None:
+        return 0
+    n = len(getattr(getattr(module, "family", None), "eval_tasks", []) or [])
+    k = getattr(eval_cfg, "num_tasks", None)
+    return n if k is None else min(k, n)
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds == float("inf"):
         return "?"
@@ -84,6 +96,7 @@ class EnvStepProgressBar(ProgressBar):
         self._last_line = 0.0
         self._eval_started = 0.0
         self._eval_total = 0
+        self._start_eval: float | None = None
 
     # --------------------------------------------------------------------- ProgressBar API
     def disable(self) -> None:
@@ -122,6 +135,10 @@ class EnvStepProgressBar(ProgressBar):
         steps, total = self._counts(pl_module)
         self._start_steps, self._start_time = steps, time.monotonic()
         self._last_line = self._start_time
+        self._start_eval = time.monotonic() if evaluates_at_start(pl_module) else None
+        if self._start_eval is not None:
+            k = evaluates_at_start(pl_module)
+            self.print(f"eval at 0 env steps (before any update): adapting on {k} eval task{'s' * (k != 1)} ...")
         if self.interactive:
             from tqdm.auto import tqdm
 
@@ -131,6 +148,17 @@ class EnvStepProgressBar(ProgressBar):
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:,}/{total:,} env steps "
                            "[{elapsed}<{remaining}, {rate_fmt}]{postfix}",
             )
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, *args: Any, **kwargs: Any) -> None:
+        if self._start_eval is not None:
+            self.print(f"eval at 0 env steps done ({duration(time.monotonic() - self._start_eval)})")
+            self._start_eval = None
+            if self._train_bar is not None:
+                try:  # the rate and ETA count training from here (tqdm's own clock)
+                    self._train_bar.start_t = self._train_bar.last_print_t = self._train_bar._time()
+                except AttributeError:
+                    pass
+            self._start_time = time.monotonic()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any, **kwargs: Any) -> None:
         if not self._enabled:
