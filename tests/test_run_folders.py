@@ -87,7 +87,7 @@ def test_requeued_first_attempt_without_a_checkpoint_starts_again(
     assert "starting again from scratch" in capsys.readouterr().err
     kept = list(log_dir.glob("metrics-before-restart-*.csv"))
     assert len(kept) == 1 and kept[0].read_text() == "step,train/env_steps\n0,20.0\n"
-    assert [r["train/env_steps"] for r in metrics(tmp_path) if r["train/env_steps"]][0] == "20.0"
+    assert next(r["train/env_steps"] for r in metrics(tmp_path) if r["train/env_steps"]) == "20.0"
 
 
 class CountCopies(pl.Callback):
