@@ -19,7 +19,7 @@ _NOT_ACCEPTED = re.compile(r"^Option '([^']+)' is not accepted")
 _UNRECOGNIZED = re.compile(r"^unrecognized arguments: (.*)")
 _NO_ACTION = re.compile(r'No action for key "([^"]+)"')
 _NOT_ACCEPTED_BY_SUBCOMMAND = re.compile(r"does not accept option '([^']+)'")
-_UNION = re.compile(r"^Does not validate against any of the Union subtypes\s+Subtypes: \[(.*?)\]", re.S)
+_UNION = re.compile(r"^Does not validate against any of the Union subtypes\s+Subtypes: \[(.*)\][ \t]*$", re.M)
 _WRAPPERS = ("Does not validate against", "Problem with given class_path", "Parser key ")
 
 
@@ -74,8 +74,23 @@ def unknown_key_message(key: str, candidates: list[str], prefix: str = "") -> st
 
 def _tidy(message: str) -> str:
     message = re.sub(r"<class '([\w.]+)'>", r"\1", message.strip())
+    # PyYAML names the text it parsed, not where it came from.
+    message = message.replace('in "<unicode string>", ', "")
     message = re.sub(r"^Expected a (\S+)\. Got value: (.*)$", r"expected \1, got \2", message, flags=re.S)
     return " ".join(message.split())
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``a, b[c, d], e`` -> ``[a, b[c, d], e]``: commas inside brackets do not split."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += 1 if ch in "[(" else -1 if ch in "])" else 0
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return [*parts, cur.strip()] if cur.strip() else parts
 
 
 def describe_parse_error(err: BaseException, top_parser: Any | None = None) -> str:
@@ -97,7 +112,7 @@ def describe_parse_error(err: BaseException, top_parser: Any | None = None) -> s
             path.append("init_args")
             union = None
         elif m := _UNION.match(text):
-            union = " or ".join(_tidy(t).replace("NoneType", "null") for t in m.group(1).split(", "))
+            union = " or ".join(_tidy(t).replace("NoneType", "null") for t in _split_top_level(m.group(1)))
         elif not first.startswith(_WRAPPERS):
             if (m := _GOT_CLASS.search(first)) and path and path[-1] != "init_args":
                 class_path = m.group(1)

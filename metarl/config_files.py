@@ -42,12 +42,20 @@ def shipped_configs() -> list[str]:
 def resolve_config(name: str) -> str:
     """A path that exists, else the shipped config of that name (".yaml" optional; an overlay in a
     sub-folder is named with its folder, e.g. "table1_printed/cheetah_fb.yaml")."""
+    if not name.strip():
+        raise ConfigNotFoundError("--config is empty: give a YAML file or a shipped config's name; shipped configs: "
+                                  + ", ".join(shipped_configs()))
+    if os.path.isdir(name):
+        raise ConfigError(f"config {name!r} is a folder, not a YAML file; shipped configs: "
+                          + ", ".join(shipped_configs()))
     if os.path.exists(name):
+        check_config_file(name)
         return name
     # "configs/ant_fb.yaml" typed outside the repository means the shipped one too.
     for candidate in (name, f"{name}.yaml"):
         for path in (CONFIG_DIR / candidate, CONFIG_DIR.parent / candidate):
             if path.is_file():
+                check_config_file(str(path))
                 return str(path)
     raise ConfigNotFoundError(
         f"config {name!r} not found: it is not a file, nor a shipped config; shipped configs: "
@@ -78,6 +86,36 @@ def method_part(overlay: str, method: str | None) -> str | None:
     path = Path(overlay)
     part = path.parent / path.stem / f"{method}.yaml"
     return str(part) if method and part.is_file() else None
+
+
+def check_config_file(path: str) -> None:
+    """A config file that jsonargparse would report without its name (or with a traceback): not
+    readable, empty, not text, not YAML, or not a mapping of sections."""
+    import yaml
+
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"config {path} cannot be read: {err.strerror or err}") from err
+    if not raw.strip():
+        raise ConfigError(f"config {path} is empty: a config is a YAML mapping of sections (trainer:, model:, ...)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config {path} is not a text (UTF-8) YAML file: byte {err.start} is {raw[err.start]:#04x}"
+                          ) from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = getattr(err, "context", None)
+        raise ConfigError(f"config {path} is not valid YAML{where}: {problem}"
+                          + (f" ({context})" if context else "")) from err
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping of sections (trainer:, model:, ...), "
+                          f"got a {type(data).__name__}")
 
 
 def resolve_argv(argv: list[str]) -> list[str]:

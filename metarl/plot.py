@@ -8,7 +8,10 @@ enables next to W&B), so no W&B server is needed. Writes, next to each ``metrics
 - ``adaptation.png``: lambda, ESS, mean beta and the classifier's accuracy at each evaluation;
 - ``training.png``: critic and actor losses and the env-step and update rates.
 
-A resumed run starts a new ``version_N`` folder, so it is plotted in parts, one per start.
+A resumed run appends to the same ``metrics.csv``, so it is drawn as one curve; where a run was
+killed after its last checkpoint and resumed from it, the rows the killed attempt logged past that
+checkpoint are replaced by the resumed run's (the stitch: every env step is drawn once, with the
+values of the run that continued). A series with few points is drawn with markers.
 """
 
 from __future__ import annotations
@@ -43,14 +46,36 @@ TRAIN_PANELS = [
 ]
 
 
+class MetricsError(ValueError):
+    """A file that is not a readable metrics.csv."""
+
+
 def read_metrics(path: Path) -> Series:
-    """metric -> [(env_steps, value)], carrying the last seen env-step count forward to later rows."""
+    """metric -> [(env_steps, value)], carrying the last seen env-step count forward to later rows.
+
+    A training row whose env steps are fewer than the previous training row's starts a resumed
+    attempt: the points the earlier attempt logged at or after that env step are dropped."""
+    try:
+        return _read_metrics(path)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise MetricsError(f"{path} is not a CSV file ({type(err).__name__})") from err
+
+
+def _read_metrics(path: Path) -> Series:
     series: Series = {}
     env_steps = 0.0
-    with path.open() as f:
-        for row in csv.DictReader(f):
+    last_train = -math.inf
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or STEP not in reader.fieldnames:
+            raise MetricsError(f"{path} is not a metarl metrics.csv (it has no {STEP} column)")
+        for row in reader:
             if row.get(STEP):
                 env_steps = float(row[STEP])
+                if env_steps <= last_train:  # a resumed attempt: it supersedes what came after its start
+                    for key in series:
+                        series[key] = [(x, v) for x, v in series[key] if x < env_steps]
+                last_train = env_steps
             # Eval rows carry their own count (the validation loop runs between training steps).
             if row.get(EVAL_STEP):
                 env_steps = float(row[EVAL_STEP])
@@ -83,9 +108,16 @@ def _draw(ax: Any, series: Series, lines: list[tuple[str, str, str]]) -> bool:
         if name not in series:
             continue
         xs, ys = zip(*series[name], strict=True)
-        ax.plot(xs, ys, style if len(xs) <= 60 else style.rstrip("os"), label=label, ms=4)
+        ax.plot(xs, ys, _style(style, len(xs)), label=label, ms=4)
         drawn = True
     return drawn
+
+
+def _style(style: str, n: int) -> str:
+    """Markers on short series (a single point has no line to show it), none on long ones."""
+    if n > 60:
+        return style.rstrip("os")
+    return style if any(m in style for m in "os^vD") or n > 3 else style + "o"
 
 
 def _finish(ax: Any, title: str, ylabel: str, ylim: tuple[float, float] | None = None) -> None:
@@ -103,7 +135,8 @@ def _returns(plt: Any, series: Series, label: str, out: Path) -> bool:
     drawn = False
     if "train/return" in series:
         xs, ys = zip(*series["train/return"], strict=True)
-        ax.plot(xs, ys, color="grey", alpha=0.25, lw=0.8, label="training episodes (with exploration noise)")
+        ax.plot(xs, ys, _style("-", len(xs)), color="grey", alpha=0.25 if len(xs) > 3 else 0.8, lw=0.8, ms=4,
+                label="training episodes (with exploration noise)")
         window = max(1, len(ys) // 40)
         if window > 1:
             ax.plot(xs, smooth(ys, window), color="grey", lw=1.5, label=f"training, moving mean of {window}")
@@ -160,15 +193,23 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     found = False
     for run_dir in args.run_dirs:
-        if not run_dir.exists():
+        if not str(run_dir).strip() or not run_dir.exists():
             print(f"metarl plot: error: {run_dir} does not exist", file=sys.stderr)
+            return 2
+        if run_dir.is_file() and run_dir.suffix != ".csv":
+            print(f"metarl plot: error: {run_dir} is a file, not a run folder or a metrics.csv", file=sys.stderr)
             return 2
         csvs = [run_dir] if run_dir.is_file() else sorted(run_dir.rglob("metrics.csv"))
         for csv_path in csvs:
             found = True
             # The run as the user named it, down to the logger's version folder.
             base = (run_dir if run_dir.is_dir() else csv_path.parent).resolve().parent
-            for png in plot_run(csv_path, str(csv_path.parent.resolve().relative_to(base))):
+            try:
+                written = plot_run(csv_path, str(csv_path.parent.resolve().relative_to(base)))
+            except (MetricsError, OSError) as err:
+                print(f"metarl plot: error: {err}", file=sys.stderr)
+                return 2
+            for png in written:
                 print(png)
     if not found:
         print("metarl plot: error: no metrics.csv below " + ", ".join(map(str, args.run_dirs)), file=sys.stderr)

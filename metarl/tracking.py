@@ -87,7 +87,7 @@ def _go_offline(logger: Any) -> None:
     import wandb
 
     if wandb.run is not None:
-        wandb.finish(exit_code=1, quiet=True)
+        wandb.finish(exit_code=1)
     logger._experiment = None
     logger._offline = True
     logger._wandb_init["mode"] = "offline"
@@ -133,3 +133,148 @@ def mark_preempting(loggers: Iterable[Any]) -> None:
                 run.mark_preempting()
             except Exception:  # W&B trouble must not stop the checkpoint from being reported
                 pass
+
+
+# ---------------------------------------------------------------------------------------------- mid-run failures
+class WandbHealth:
+    """W&B failures during a run (a full or read-only disk under its folder, a dead W&B service):
+    the run goes on, W&B gets nothing more, and one line says so at once and again at the end
+    (docs/reliability.md: W&B never fails a run, and never fails it silently either)."""
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+        self.env_steps: int | None = None
+
+    def fail(self, what: str, env_steps: int | None = None) -> None:
+        if self.failure is not None:
+            return
+        self.failure, self.env_steps = " ".join(what.split())[:300], env_steps
+        where = f" at env step {env_steps:,}" if env_steps is not None else ""
+        print(f"metarl: warning: W&B logging failed{where} ({self.failure}); the W&B run is incomplete from here "
+              "on, the run itself goes on (metrics.csv and the checkpoints are complete)", file=sys.stderr)
+
+    def summary(self) -> str | None:
+        if self.failure is None:
+            return None
+        where = f" from env step {self.env_steps:,} on" if self.env_steps is not None else ""
+        return (f"metarl: warning: the W&B run is incomplete{where}: {self.failure}; metrics.csv and the "
+                "checkpoints are complete")
+
+
+HEALTH = WandbHealth()
+
+
+def guard_wandb(loggers: Iterable[Any], env_steps: Any = None) -> None:
+    """Wrap every WandbLogger so that an exception from W&B is reported once and then skipped.
+    ``env_steps``: a callable giving the run's env steps, for the message."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    def now() -> int | None:
+        try:
+            return int(env_steps()) if env_steps is not None else None
+        except Exception:
+            return None
+
+    for logger in loggers:
+        if not isinstance(logger, WandbLogger) or getattr(logger, "_metarl_guarded", False):
+            continue
+        logger._metarl_guarded = True
+        # Lightning passes anonymous=None, which W&B warns about on every start.
+        if getattr(logger, "_wandb_init", {}).get("anonymous") is None:
+            logger._wandb_init.pop("anonymous", None)
+        for name in ("log_metrics", "log_hyperparams"):
+            setattr(logger, name, _guarded(getattr(logger, name), now))
+
+
+def finish_wandb() -> None:
+    """Finish the W&B run now (not at interpreter exit), so that a failure is seen and reported."""
+    if "wandb" not in sys.modules:
+        return
+    import wandb
+
+    if wandb.run is None:
+        return
+    folder = wandb_run_folder(wandb.run)
+    try:
+        wandb.finish()
+    except Exception as err:
+        HEALTH.fail(f"{type(err).__name__}: {err}")
+    if folder is not None:
+        check_wandb_folder(folder)
+
+
+def wandb_run_folder(run: Any) -> Path | None:
+    """``.../wandb/offline-run-<time>-<id>`` (or ``run-...``) of a started run."""
+    files = getattr(run, "dir", None)
+    return Path(files).parent if isinstance(files, str) and files else None
+
+
+def check_wandb_folder(folder: Path, env_steps: int | None = None) -> None:
+    """W&B's service reports the records it could not write only in its own log: look there (and
+    at the free space), so that an incomplete W&B run is never reported as a good one."""
+    import shutil
+
+    try:
+        if shutil.disk_usage(folder).free < 64 * 1024:
+            HEALTH.fail(f"the disk of W&B's folder {folder} is full", env_steps)
+            return
+    except OSError:
+        return
+    log = folder / "logs" / "debug-internal.log"
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, log.stat().st_size - 256 * 1024))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return
+    for line in tail.splitlines():
+        if '"level":"ERROR"' in line and ("failed to save record" in line or "failed to flush" in line
+                                          or "no space left" in line.lower()):
+            msg = line.split('"msg":"', 1)[-1].split('"', 1)[0]
+            HEALTH.fail(f"W&B could not write its run file: {msg}", env_steps)
+            return
+
+
+def guard_wandb_run(run: Any, env_steps: Any = None) -> None:
+    """The same for a started W&B run's own ``log`` (the beta histogram is logged there)."""
+    if run is None or getattr(run, "_metarl_guarded", False) or not hasattr(run, "log"):
+        return
+    try:
+        run.log = _guarded(run.log, lambda: int(env_steps()) if env_steps is not None else None)
+        run._metarl_guarded = True
+    except Exception:  # a run object that refuses attributes: leave it as it is
+        pass
+
+
+def _guarded(fn: Any, now: Any) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if HEALTH.failure is not None:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            HEALTH.fail(f"{type(err).__name__}: {err}", now())
+            return None
+
+    return call
+
+
+def watch_log_handler_errors() -> None:
+    """W&B writes its own log files through Python's logging; when one fails (a full disk), logging
+    prints a 40-line traceback for every record. Report it once instead, naming the file."""
+    import logging
+
+    original = logging.Handler.handleError
+    if getattr(original, "_metarl", False):
+        return
+
+    def handle_error(self: logging.Handler, record: logging.LogRecord) -> None:
+        err = sys.exc_info()[1]
+        target = getattr(self, "baseFilename", None) or getattr(getattr(self, "stream", None), "name", "")
+        if "wandb" in str(target) or record.name.startswith("wandb"):
+            HEALTH.fail(f"W&B could not write {target}: {type(err).__name__}: {err}")
+        else:
+            original(self, record)
+
+    handle_error._metarl = True  # type: ignore[attr-defined]
+    logging.Handler.handleError = handle_error  # type: ignore[method-assign]

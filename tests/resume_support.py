@@ -56,8 +56,9 @@ def fit(out: Path, *extra: str) -> None:
         torch.set_num_threads(threads)
 
 
-def run_cli(cwd: Path, *args: str, timeout: float = 120, **popen: Any) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "metarl", *args], cwd=cwd, env=cli_env(), capture_output=True,
+def run_cli(cwd: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
+            **popen: Any) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "metarl", *args], cwd=cwd, env=env or cli_env(), capture_output=True,
                           text=True, timeout=timeout, **popen)
 
 

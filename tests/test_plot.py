@@ -98,3 +98,38 @@ def test_plot_command_on_a_tiny_run(tmp_path: Path) -> None:
     assert {p.name for p in written} == {"returns.png", "adaptation.png", "training.png"}
     for png in written:
         assert_png(tmp_path / png if not png.is_absolute() else png)
+
+
+def test_a_resumed_attempt_supersedes_what_the_killed_one_logged_past_its_checkpoint(tmp_path: Path) -> None:
+    # Killed at 140 after its checkpoint at 100 (and the eval at 100); resumed from it: 120, 140, 160.
+    path = tmp_path / "metrics.csv"
+    rows = [{"train/env_steps": x, "train/return": x / 10} for x in (20, 40, 60, 80, 100)]
+    rows += [{"eval/env_steps": 100, "eval/return_post_adapt": 7.0}]
+    rows += [{"train/env_steps": x, "train/return": -1.0} for x in (120, 140)]  # lost with the kill
+    rows += [{"train/env_steps": x, "train/return": x / 10} for x in (120, 140, 160)]  # the resumed run
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["train/env_steps", "train/return", "eval/env_steps", "eval/return_post_adapt"])
+        writer.writeheader()
+        writer.writerows(rows)
+    series = read_metrics(path)
+    assert series["train/return"] == [(float(x), x / 10) for x in (20, 40, 60, 80, 100, 120, 140, 160)]
+    assert series["eval/return_post_adapt"] == [(100.0, 7.0)]
+
+
+def test_short_series_get_markers() -> None:
+    from metarl.plot import _style
+
+    assert _style("-", 1) == "-o" and _style("-", 3) == "-o"  # a single point is visible
+    assert _style("-o", 1) == "-o" and _style("-", 10) == "-" and _style("-o", 100) == "-"
+
+
+def test_files_that_are_not_metrics_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main([str(tmp_path / "notes.txt")]) == 2
+    assert "is a file, not a run folder or a metrics.csv" in capsys.readouterr().err
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    assert main([str(tmp_path / "other.csv")]) == 2
+    assert "is not a metarl metrics.csv (it has no train/env_steps column)" in capsys.readouterr().err
+    (tmp_path / "binary.csv").write_bytes(bytes(range(256)) * 4)
+    assert main([str(tmp_path / "binary.csv")]) == 2
+    assert "metarl plot: error:" in capsys.readouterr().err

@@ -41,8 +41,8 @@ def test_half_then_resume_equals_straight(straight_run: Path, tmp_path: Path) ->
 def test_resume_from_periodic_checkpoint_before_epoch_end(straight_run: Path, tmp_path: Path) -> None:  # noqa: F811
     # The hardest periodic checkpoint: the iteration right before an epoch ends (Lightning has already
     # decided that one more iteration runs, then validation).
-    mid_epoch = [(load(p), p) for p in (straight_run / "ckpt").glob("epoch=0-*.ckpt")]
-    mid_epoch = [(c, p) for c, p in mid_epoch if not at_epoch_end(c)]
+    mid_epoch = [(load(p), p) for p in (straight_run / "ckpt").glob("env_steps=*.ckpt")]
+    mid_epoch = [(c, p) for c, p in mid_epoch if c["epoch"] == 0 and not at_epoch_end(c)]
     _, path = max(mid_epoch, key=lambda cp: counters(cp[0])["iteration"])
 
     out = tmp_path / "resumed"

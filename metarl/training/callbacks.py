@@ -13,10 +13,15 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import tempfile
 import threading
+import time
+import uuid
 import warnings
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -73,6 +78,36 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def link_atomically(source: str, target: str) -> None:
+    """``target`` becomes another name of the complete file ``source`` (a hard link: no second copy
+    on disk, no second write), atomically as AtomicCheckpointIO's saves. A file system without hard
+    links gets a copy."""
+    folder = os.path.dirname(os.path.abspath(target))
+    tmp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 class RunInterrupted(Exception):
     """Training stopped on a signal after writing a checkpoint (``path``)."""
 
@@ -88,9 +123,20 @@ class MetaCheckpoint(ModelCheckpoint):
 
     Lightning's ``every_n_train_steps`` counts optimizer steps, which a TD3 iteration advances by a
     varying amount (policy delay), so it would skip saves; this counts metarl's own updates.
+
+    What differs from ModelCheckpoint's defaults (docs/reliability.md, "Checkpoints"):
+
+    - Names say where the run was in env steps: ``env_steps=120000.ckpt`` (``filename`` may use
+      ``{env_steps}`` too).
+    - Every checkpoint holds the whole state (exact resume from any of them). ``save_top_k`` (without
+      a ``monitor``) keeps the newest K of them (1 by default; -1 all; 0 none, only ``last.ckpt``),
+      and ``last.ckpt`` is a hard link to the newest one when they hold the same state: at most
+      K + 1 full copies on disk, and one write per save.
+    - No ``-v1`` versions: the folder belongs to one run (see run_dir.py), whose files are replaced.
     """
 
     STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    DEFAULT_FILENAME = "env_steps={env_steps}"
 
     def __init__(self, every_n_updates: int | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("save_last", True)
@@ -99,30 +145,66 @@ class MetaCheckpoint(ModelCheckpoint):
                 "checkpoint.save_on_exception must be false: an exception can stop training mid-iteration, and "
                 "a checkpoint of that state cannot resume exactly (SIGTERM/SIGINT already save between iterations)"
             )
+        if kwargs.get("filename") is None:
+            kwargs["filename"] = self.DEFAULT_FILENAME
+            kwargs["auto_insert_metric_name"] = False
+        kwargs["enable_version_counter"] = False
+        keep = kwargs.get("save_top_k", 1)
+        if kwargs.get("monitor") is None:
+            if not isinstance(keep, int) or keep < -1:
+                raise ValueError(f"checkpoint.save_top_k must be -1 (keep all), 0 or a positive int, got {keep}")
+            # Lightning allows only 0, 1, -1 without a monitor; metarl keeps the newest K itself.
+            kwargs["save_top_k"] = -1 if keep != 0 else 0
         super().__init__(**kwargs)
         if every_n_updates is not None and every_n_updates < 1:
             raise ValueError(f"checkpoint.every_n_updates must be >= 1 or null, got {every_n_updates}")
         self.every_n_updates = every_n_updates
+        self.keep_periodic: int | None = keep if kwargs.get("monitor") is None else None
         self.seed_everything: int | bool | None = None  # set by the CLI; kept in checkpoints (resume checks)
         self._saved_bucket = -1
         self._signal: int | None = None
         self._stop_now = False
         self._dirty = False  # state changed since the last save
         self._deferred = False  # a periodic save waits for the end of the epoch
+        self._fresh_save: str | None = None  # a full checkpoint of the current state, if one was just written
         self._old_handlers: dict[int, Any] = {}
         self._trainer_ref: pl.Trainer | None = None
+        # For the signal message: how long the current iteration or evaluation will take.
+        self._iteration_started: float | None = None
+        self._iteration_seconds: float | None = None
+        self._eval: dict[str, Any] | None = None
+        self._eval_task_seconds: float | None = None  # the previous evaluation's, per task
+
+    def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
+        # The folder was checked by run_dir.prepare_run_folders: a resumed run's own checkpoints
+        # are expected there, not a problem to warn about.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            super().setup(trainer, pl_module, stage)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # A resumed run saves into the new logger version's folder. Lightning then keeps the old
-        # folder's top-k bookkeeping out of this run (so it never prunes the old run's files) and
-        # warns about it on every resume; that is the intended behaviour here, not a problem.
+        # A run resumed into another folder keeps the old folder's top-k bookkeeping out of this
+        # run (so it never prunes the old run's files); Lightning warns about it, but that is the
+        # intended behaviour here, not a problem.
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The dirpath has changed")
             super().load_state_dict(state_dict)
 
+    def _monitor_candidates(self, trainer: pl.Trainer) -> dict[str, torch.Tensor]:
+        candidates = super()._monitor_candidates(trainer)
+        module = trainer.lightning_module
+        for name in ("env_steps", "num_updates", "iteration"):
+            if isinstance(getattr(module, name, None), int):
+                candidates[name] = torch.tensor(getattr(module, name), dtype=torch.int64)
+        return candidates
+
     # ------------------------------------------------------------------ periodic and final saves
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any, **kwargs: Any) -> None:
         self._dirty = True
+        if self._iteration_started is not None:
+            took = time.monotonic() - self._iteration_started
+            last = self._iteration_seconds
+            self._iteration_seconds = took if last is None else 0.7 * last + 0.3 * took
         epoch_ends = self._epoch_ends_here(trainer)
         due = False
         if self.every_n_updates:
@@ -144,11 +226,26 @@ class MetaCheckpoint(ModelCheckpoint):
             self._stop_now = True
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, *args: Any, **kwargs: Any) -> None:
+        if self._eval is not None and self._eval.get("at_start"):
+            self._eval = None  # the evaluation at env step 0 is over
         if self._stop_now:
             self._raise_stop(trainer, pl_module)
+        self._iteration_started = time.monotonic()
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self._dirty = True  # evaluation advances the eval envs' generators
+        if not trainer.sanity_checking:
+            total = sum(int(n) for n in trainer.num_val_batches) if trainer.num_val_batches else 0
+            self._eval = {"started": time.monotonic(), "done": 0, "total": total}
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        if self._eval is not None:
+            self._eval["done"] += 1
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if self._eval is not None and self._eval["done"]:
+            self._eval_task_seconds = (time.monotonic() - self._eval["started"]) / self._eval["done"]
+        self._eval = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         super().on_train_epoch_end(trainer, pl_module)  # the epoch-end save (after validation)
@@ -168,11 +265,51 @@ class MetaCheckpoint(ModelCheckpoint):
         super().on_exception(trainer, pl_module, exception)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
-        checkpoint.setdefault("metarl_run", {})["seed_everything"] = self.seed_everything
+        from metarl.training.run_dir import run_identity
+
+        run = checkpoint.setdefault("metarl_run", {})
+        run["seed_everything"] = self.seed_everything
+        run.update(run_identity(trainer.loggers))  # a resumed run continues the same logs
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
         self._dirty = False
+        self._fresh_save = filepath
+
+    def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
+        if self.keep_periodic is not None and self.keep_periodic > 0 and trainer.is_global_zero:
+            self._prune_periodic(trainer)
+
+    def _prune_periodic(self, trainer: pl.Trainer) -> None:
+        """Keep the newest ``keep_periodic`` periodic checkpoints of this folder (never the one this
+        run resumed from, as Lightning)."""
+        from metarl.training.run_dir import LAST_FILE, checkpoints_in
+
+        if self.dirpath is None:
+            return
+        resumed = os.path.abspath(trainer.ckpt_path) if trainer.ckpt_path else None
+        periodic = [p for p in checkpoints_in(Path(self.dirpath)) if not LAST_FILE.match(p.name)]
+        periodic.sort(key=lambda p: (p.stat().st_mtime_ns, _env_steps_of(p.name)))
+        for path in periodic[: max(0, len(periodic) - self.keep_periodic)]:
+            if str(path.absolute()) != resumed:
+                self._remove_checkpoint(trainer, str(path))
+
+    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        source = self._fresh_save
+        if not self.save_last or self.save_last == "link" or self._dirty or not source \
+                or os.path.basename(source).startswith(self.CHECKPOINT_NAME_LAST):
+            super()._save_last_checkpoint(trainer, monitor_candidates)
+            return
+        # The state was just written in full under another name: last.ckpt becomes a second name
+        # of that file (its content would be the same).
+        filepath = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
+        previous, self.last_model_path = self.last_model_path, filepath
+        if trainer.is_global_zero:
+            link_atomically(source, filepath)
+        trainer.strategy.barrier()
+        if previous and self._should_remove_checkpoint(trainer, previous, filepath):
+            self._remove_checkpoint(trainer, previous)
 
     def _save_if_dirty(self, trainer: pl.Trainer) -> None:
         if self._dirty:
@@ -205,9 +342,12 @@ class MetaCheckpoint(ModelCheckpoint):
         self._trainer_ref = trainer
         for signum in self.STOP_SIGNALS:
             self._old_handlers[signum] = signal.signal(signum, self._on_signal)
+        from metarl.training.progress import evaluates_at_start
+
+        k = evaluates_at_start(pl_module)  # the method's evaluation at env step 0 runs right after this hook
+        self._eval = {"started": time.monotonic(), "done": 0, "total": k, "at_start": True} if k else None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
         if self._signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now, the last checkpoint stays as it is
         first = self._signal is None
@@ -216,11 +356,35 @@ class MetaCheckpoint(ModelCheckpoint):
             launcher = getattr(self._trainer_ref.strategy, "launcher", None)
             if launcher is not None:  # let the other local ranks know too, as Lightning does
                 launcher.kill(signum)
-        # os.write on fd 2: print() may not be re-entered from a signal handler.
-        os.write(2, (
-            f"metarl: got {name}: saving a checkpoint after the current iteration, then stopping"
-            + (" (Ctrl-C again to stop at once)\n" if signum == signal.SIGINT else "\n")
-        ).encode())
+        # os.write on fd 2: print() may not be re-entered from a signal handler. On a terminal the
+        # line starts on a line of its own, not after a progress bar's.
+        start = "\n" if os.isatty(2) else ""
+        os.write(2, (start + self.signal_message(signum) + "\n").encode())
+
+    def signal_message(self, signum: int) -> str:
+        """What happens after a stop signal, and about how long it takes."""
+        name = signal.Signals(signum).name
+        again = " (Ctrl-C again to stop at once, without a checkpoint)" if signum == signal.SIGINT else ""
+        ev = self._eval
+        if ev is not None and ev.get("at_start"):
+            return (f"metarl: got {name} during the evaluation at env step 0 ({ev['total']} eval tasks, before any "
+                    f"update; the first evaluation of this run: no time estimate yet); then one iteration runs, "
+                    f"its checkpoint is written and the run stops{again}")
+        if ev is not None and ev["total"]:
+            done, total = ev["done"], ev["total"]
+            elapsed = time.monotonic() - ev["started"]
+            per_task = elapsed / done if done else self._eval_task_seconds
+            if per_task is not None:
+                left = f", about {_duration(max(per_task * (total - done) - (0 if done else elapsed), 1))} left"
+            else:
+                left = ", the first evaluation of this run: no time estimate yet"
+            return (f"metarl: got {name} during the evaluation (eval task {min(done + 1, total)} of {total}{left}); "
+                    f"the checkpoint is written when the evaluation ends, then the run stops{again}")
+        took = ""
+        if self._iteration_seconds is not None and self._iteration_started is not None:
+            left = self._iteration_seconds - (time.monotonic() - self._iteration_started)
+            took = f" (about {_duration(max(left, 1))})"
+        return f"metarl: got {name}: saving a checkpoint after the current iteration{took}, then stopping{again}"
 
     def _stop_requested(self, trainer: pl.Trainer) -> bool:
         # Every rank must take the same decision: saving is collective.
@@ -241,3 +405,11 @@ class MetaCheckpoint(ModelCheckpoint):
         for signum, handler in self._old_handlers.items():
             signal.signal(signum, handler)
         self._old_handlers = {}
+
+
+_ENV_STEPS = re.compile(r"env_steps=(\d+)")
+
+
+def _env_steps_of(name: str) -> int:
+    m = _ENV_STEPS.search(name)
+    return int(m.group(1)) if m else -1

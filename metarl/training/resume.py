@@ -30,7 +30,14 @@ class CheckpointError(ValueError):
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
+    if not str(path).strip():
+        raise CheckpointError("--ckpt_path is empty: give a checkpoint file (e.g. .../checkpoints/last.ckpt), or "
+                              "last for this experiment's newest")
     path = Path(path)
+    if path.is_dir():
+        inside = path / "last.ckpt" if (path / "last.ckpt").is_file() else path / "checkpoints" / "last.ckpt"
+        hint = f"; did you mean {inside}?" if inside.is_file() else ""
+        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file{hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
