@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "metarl"
 
 #: Each folder (or top-level module) may import only from the levels below it.
 LEVELS = {
-    "keys": 0, "envs": 0, "algorithms": 0, "cli_errors": 0, "tracking": 1, "plot": 1,
+    "keys": 0, "envs": 0, "algorithms": 0, "cli_errors": 0, "tracking": 1, "plot": 1, "console": 1,
     "data": 1, "nets": 1, "config_files": 1,
     "training": 2,
     "methods": 3,
