@@ -58,7 +58,7 @@ def load_module(config: str, ckpt: Path | None, fill_steps: int | None, override
 def part_timers(module: Any) -> Iterator[dict[str, float]]:
     """Seconds spent in the parts of ``evaluate_task`` while it runs: its episodes, the adaptation
     and, inside it, the classifier fit. The wrapped calls behave exactly as before."""
-    from metarl.training.adapt import AdaptModule
+    from metarl.methods.mql import MQLAdapt
 
     acc = {"episodes": 0.0, "adaptation": 0.0, "classifier_fit": 0.0, "n_episodes": 0}
 
@@ -75,15 +75,15 @@ def part_timers(module: Any) -> Iterator[dict[str, float]]:
         return timed_call
 
     rollouts = module.eval_rollouts
-    saved = (AdaptModule.adapt, AdaptModule.fit_classifier)
+    saved = (MQLAdapt.adapt, MQLAdapt.fit_classifier)
     rollouts.run_episode = wrap(rollouts.run_episode, "episodes")
-    AdaptModule.adapt = wrap(saved[0], "adaptation")
-    AdaptModule.fit_classifier = wrap(saved[1], "classifier_fit")
+    MQLAdapt.adapt = wrap(saved[0], "adaptation")  # type: ignore[method-assign]
+    MQLAdapt.fit_classifier = wrap(saved[1], "classifier_fit")  # type: ignore[method-assign]
     try:
         yield acc
     finally:
         del rollouts.run_episode  # back to the class's method
-        AdaptModule.adapt, AdaptModule.fit_classifier = saved
+        MQLAdapt.adapt, MQLAdapt.fit_classifier = saved  # type: ignore[method-assign]
 
 
 def update_seconds(module: Any, n: int = 20) -> float:
