@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,13 @@ COMPARED = [
 ]
 
 
-def fit_args(out: Path, *extra: str) -> list[str]:
+def fit_args(out: Path, *extra: str, base: Sequence[str] = TINY) -> list[str]:
     logger = {"class_path": "pytorch_lightning.loggers.CSVLogger",
               "init_args": {"save_dir": str(out), "name": "csv", "version": 0}}
-    return [*TINY, f"--trainer.logger={json.dumps(logger)}", f"--checkpoint.dirpath={out / 'ckpt'}", *extra]
+    return [*base, f"--trainer.logger={json.dumps(logger)}", f"--checkpoint.dirpath={out / 'ckpt'}", *extra]
 
 
-def fit(out: Path, *extra: str) -> None:
+def fit(out: Path, *extra: str, base: Sequence[str] = TINY) -> None:
     """``python -m metarl fit`` in this process (no import cost); raises SystemExit on an error."""
     from metarl.cli import main
 
@@ -50,7 +51,7 @@ def fit(out: Path, *extra: str) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        main(fit_args(out, *extra))
+        main(fit_args(out, *extra, base=base))
     finally:
         sys.argv = argv
         torch.set_num_threads(threads)

@@ -13,7 +13,7 @@ import torch
 
 from metarl import keys
 from tests.conftest import cli_model
-from tests.resume_support import assert_same_state, counters, load, metrics, straight_run  # noqa: F401
+from tests.resume_support import assert_same_state, counters, fit, load, metrics, straight_run  # noqa: F401
 
 #: pearl_point_robot.yaml + debug: a first iteration of 80 tasks x 2 initial + 40 steps = 200, then 40 per
 #: iteration; evaluations at 0, 200, 400 and 600 (the budget).
@@ -23,11 +23,7 @@ TINY = ["fit", "--config", "pearl_point_robot.yaml", "--config", "debug.yaml",
 
 
 def _fit(out: Path, *extra: str) -> None:
-    from metarl.cli import main
-
-    logger = {"class_path": "pytorch_lightning.loggers.CSVLogger",
-              "init_args": {"save_dir": str(out), "name": "csv", "version": 0}}
-    main([*TINY, f"--trainer.logger={json.dumps(logger)}", f"--checkpoint.dirpath={out / 'ckpt'}", *extra])
+    fit(out, *extra, base=TINY)
 
 
 @pytest.fixture(scope="module")
