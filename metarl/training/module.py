@@ -76,6 +76,8 @@ class MetaTrainModule(pl.LightningModule):
         self.plan = EpochPlan(eval.every_env_steps, total_env_steps, self.iteration_env_steps)
         self._pending_rng: dict[str, Any] | None = None
         self._test_results: list[TaskResult] = []
+        self._rollouts: Any = None
+        self._eval_rollouts: Any = None
 
     # ----------------------------------------------------------------------------- the method
     @abstractmethod
@@ -93,12 +95,29 @@ class MetaTrainModule(pl.LightningModule):
         """The meta-test protocol on eval task ``task_index``; leaves the module unchanged."""
 
     @abstractmethod
+    def make_rollouts(self, evaluation: bool) -> Any:
+        """The envs, task schedule and collector of the train (or eval) split, built on first use: TorchRL
+        envs are nn.Modules and stay out of the module tree (state_dicts, device moves)."""
+
+    @abstractmethod
     def method_state(self) -> dict[str, Any]:
         """What the checkpoint must carry besides weights and optimizers (buffers, envs, generators)."""
 
     @abstractmethod
     def load_method_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`method_state` (ValueError on a mismatch)."""
+
+    @property
+    def rollouts(self) -> Any:
+        if self._rollouts is None:
+            self._rollouts = self.make_rollouts(evaluation=False)
+        return self._rollouts
+
+    @property
+    def eval_rollouts(self) -> Any:
+        if self._eval_rollouts is None:
+            self._eval_rollouts = self.make_rollouts(evaluation=True)
+        return self._eval_rollouts
 
     # ----------------------------------------------------------------------------- schedule
     def train_dataloader(self) -> DataLoader:

@@ -59,27 +59,17 @@ class MAMLMetaTrain(MetaTrainModule):
         self.task_gen = torch.Generator().manual_seed(seed + 1)
         self.acting = GroupActing(self.policy, torch.Generator().manual_seed(seed + 3))
         self.eval_acting = GroupActing(self.policy, torch.Generator().manual_seed(seed + 4))
-        self._rollouts: BatchedRollouts | None = None
-        self._eval_rollouts: BatchedRollouts | None = None
 
     # ----------------------------------------------------------------------------- data
     def _make(self, n_envs: int, tasks: list[Any], acting: GroupActing, seed: int, evaluation: bool) -> BatchedRollouts:
         return BatchedRollouts(self.family, tasks[:1] * n_envs, self.family.max_episode_steps, seed, policy=acting,
                                evaluation=evaluation)
 
-    @property
-    def rollouts(self) -> BatchedRollouts:
-        if self._rollouts is None:
+    def make_rollouts(self, evaluation: bool) -> BatchedRollouts:
+        if not evaluation:
             n = self.cfg.tasks_per_iter * self.cfg.episodes_per_task
-            self._rollouts = self._make(n, self.family.train_tasks, self.acting, self.seed, False)
-        return self._rollouts
-
-    @property
-    def eval_rollouts(self) -> BatchedRollouts:
-        if self._eval_rollouts is None:
-            self._eval_rollouts = self._make(self.cfg.episodes_per_task, self.family.eval_tasks, self.eval_acting,
-                                             self.seed + 5, True)
-        return self._eval_rollouts
+            return self._make(n, self.family.train_tasks, self.acting, self.seed, False)
+        return self._make(self.cfg.episodes_per_task, self.family.eval_tasks, self.eval_acting, self.seed + 5, True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return adam(self.policy.parameters(), self.cfg.ppo_lr)  # the PPO option's (TRPO steps by itself)

@@ -96,22 +96,13 @@ class MIERMetaTrain(MIERCollection, MetaTrainModule):
         self.noise_gen = torch.Generator().manual_seed(seed + 2)
         self.policy = ContextPolicy(self.actor, self.context_dim, torch.Generator().manual_seed(seed + 3))
         self.eval_policy = ContextPolicy(self.actor, self.context_dim, torch.Generator().manual_seed(seed + 4))
-        self._rollouts: Rollouts | None = None
-        self._eval_rollouts: Rollouts | None = None
 
     # ----------------------------------------------------------------------------- data
-    @property
-    def rollouts(self) -> Rollouts:
-        if self._rollouts is None:
-            self._rollouts = Rollouts(self.family, self.family.train_tasks, self.policy, _ENV_HISTORY, self.seed)
-        return self._rollouts
-
-    @property
-    def eval_rollouts(self) -> Rollouts:
-        if self._eval_rollouts is None:
-            self._eval_rollouts = Rollouts(self.family, self.family.eval_tasks, self.eval_policy, _ENV_HISTORY,
-                                           self.seed + 5, evaluation=True)
-        return self._eval_rollouts
+    def make_rollouts(self, evaluation: bool) -> Rollouts:
+        if not evaluation:
+            return Rollouts(self.family, self.family.train_tasks, self.policy, _ENV_HISTORY, self.seed)
+        return Rollouts(self.family, self.family.eval_tasks, self.eval_policy, _ENV_HISTORY, self.seed + 5,
+                        evaluation=True)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.model.make_optimizer(), self.critic.make_optimizer(), self.actor.make_optimizer(),

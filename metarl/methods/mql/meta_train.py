@@ -96,24 +96,14 @@ class MQLMetaTrain(TD3ContextNets, MetaTrainModule):
             self.actor, self.actor_encoder, self.family.act_dim, collect.expl_noise,
             torch.Generator().manual_seed(seed + 3),
         )
-        self._rollouts: Rollouts | None = None
-        self._eval_rollouts: Rollouts | None = None
 
     # ----------------------------------------------------------------------------- data
-    @property
-    def rollouts(self) -> Rollouts:
-        if self._rollouts is None:
-            self._rollouts = Rollouts(self.family, self.family.train_tasks, self.policy, self.history_len, self.seed)
-        return self._rollouts
-
-    @property
-    def eval_rollouts(self) -> Rollouts:
-        if self._eval_rollouts is None:
-            policy = ActingPolicy(self.actor, self.actor_encoder, self.family.act_dim, 0.0,
-                                  torch.Generator().manual_seed(self.seed + 4))
-            self._eval_rollouts = Rollouts(self.family, self.family.eval_tasks, policy, self.history_len,
-                                           self.seed + 5, evaluation=True)
-        return self._eval_rollouts
+    def make_rollouts(self, evaluation: bool) -> Rollouts:
+        if not evaluation:
+            return Rollouts(self.family, self.family.train_tasks, self.policy, self.history_len, self.seed)
+        policy = ActingPolicy(self.actor, self.actor_encoder, self.family.act_dim, 0.0,
+                              torch.Generator().manual_seed(self.seed + 4))
+        return Rollouts(self.family, self.family.eval_tasks, policy, self.history_len, self.seed + 5, evaluation=True)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return self.make_optimizers()

@@ -105,22 +105,13 @@ class PEARLMetaTrain(PEARLCollection, MetaTrainModule):
         self.policy = LatentPolicy(self.actor, self.latent_size, torch.Generator().manual_seed(seed + 3))
         self.eval_policy = LatentPolicy(self.actor, self.latent_size, torch.Generator().manual_seed(seed + 4))
         self.eval_policy.set_mode("deterministic")
-        self._rollouts: Rollouts | None = None
-        self._eval_rollouts: Rollouts | None = None
 
     # ----------------------------------------------------------------------------- data
-    @property
-    def rollouts(self) -> Rollouts:
-        if self._rollouts is None:
-            self._rollouts = Rollouts(self.family, self.family.train_tasks, self.policy, _ENV_HISTORY, self.seed)
-        return self._rollouts
-
-    @property
-    def eval_rollouts(self) -> Rollouts:
-        if self._eval_rollouts is None:
-            self._eval_rollouts = Rollouts(self.family, self.family.eval_tasks, self.eval_policy, _ENV_HISTORY,
-                                           self.seed + 5, evaluation=True)
-        return self._eval_rollouts
+    def make_rollouts(self, evaluation: bool) -> Rollouts:
+        if not evaluation:
+            return Rollouts(self.family, self.family.train_tasks, self.policy, _ENV_HISTORY, self.seed)
+        return Rollouts(self.family, self.family.eval_tasks, self.eval_policy, _ENV_HISTORY, self.seed + 5,
+                        evaluation=True)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         # oyster has one Adam each for Q1 and Q2; Adam is per parameter, so one over both is the same.

@@ -67,8 +67,6 @@ class RL2MetaTrain(MetaTrainModule):
         self.acting = RecurrentActing(self.policy, torch.Generator().manual_seed(seed + 3))
         self.eval_acting = RecurrentActing(self.policy, torch.Generator().manual_seed(seed + 4),
                                            deterministic=adapt.deterministic)
-        self._rollouts: BatchedRollouts | None = None
-        self._eval_rollouts: BatchedRollouts | None = None
 
     # ----------------------------------------------------------------------------- data
     @property
@@ -83,19 +81,12 @@ class RL2MetaTrain(MetaTrainModule):
                                trial_episodes=self.trial_cfg.episodes_per_trial,
                                trial_boundary=self.trial_cfg.boundary)
 
-    @property
-    def rollouts(self) -> BatchedRollouts:
-        if self._rollouts is None:
-            tasks = self.family.train_tasks[: 1] * self.trial_cfg.tasks_per_iter
-            self._rollouts = self._make_rollouts(tasks, self.acting, self.seed, False)
-        return self._rollouts
-
-    @property
-    def eval_rollouts(self) -> BatchedRollouts:
-        if self._eval_rollouts is None:
-            tasks = self.family.eval_tasks[: 1] * self.eval_cfg.episodes
-            self._eval_rollouts = self._make_rollouts(tasks, self.eval_acting, self.seed + 5, True)
-        return self._eval_rollouts
+    def make_rollouts(self, evaluation: bool) -> BatchedRollouts:
+        if not evaluation:
+            return self._make_rollouts(self.family.train_tasks[:1] * self.trial_cfg.tasks_per_iter, self.acting,
+                                       self.seed, False)
+        return self._make_rollouts(self.family.eval_tasks[:1] * self.eval_cfg.episodes, self.eval_acting,
+                                   self.seed + 5, True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.policy.make_optimizer()  # unused by the TRPO option (kept for one checkpoint layout)
