@@ -196,8 +196,11 @@ def test_maml_config_instantiates_with_its_values_and_under_the_debug_overlay(na
     raw = yaml.safe_load((CONFIGS / name).read_text())["model"]["init_args"]
     assert model.method_name == "maml" and model.family.name == raw["family"]
     c = model.cfg
-    assert (c.tasks_per_iter, c.episodes_per_task, c.inner_lr, c.max_kl, c.first_order) == (20, 20, 0.1, 0.01, False)
+    # methods-reference §8.4 (point robot: M = 20, 300 iterations) and §5.2 (ProMP's cheetah: M = 40, 501)
+    tasks, iterations = (20, 300) if raw["family"] == "point-robot" else (40, 501)
+    assert (c.tasks_per_iter, c.episodes_per_task, c.inner_lr, c.max_kl, c.first_order) == (tasks, 20, 0.1, 0.01, False)
     assert [m.out_features for m in model.policy.mean_net if hasattr(m, "out_features")][:2] == [64, 64]
-    assert model.total_env_steps == 300 * model.iteration_env_steps(0)  # methods-reference §8.4
+    assert model.total_env_steps == iterations * model.iteration_env_steps(0)
+    assert raw["eval"]["every_env_steps"] % model.iteration_env_steps(0) == 0
     m = cli_model("--config", name, "--config", "debug.yaml").model
     assert m.total_env_steps == 600 and m.eval_cfg.num_tasks == 1 and m.cfg.tasks_per_iter == 2
