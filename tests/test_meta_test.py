@@ -44,6 +44,17 @@ def test_meta_test_of_a_seed_3_run_with_the_shipped_config(tmp_path: Path, capsy
     assert "collect.cold_start_steps: checkpoint 0, config 200" in printed.err
     assert "seed: checkpoint 3, config 0" in printed.err
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest, "test must not rewrite the checkpoint"
+    assert report["settings"]["adapt"]["lambda_mode"] == "ess"
+
+    # Another protocol on the same checkpoint (the released code's fixed lambda) gets its own report.
+    first = (ckpt.parent / "meta_test.json").read_bytes()
+    main(["test", *config, f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu",
+          "--model.init_args.adapt.lambda_mode=fixed"])
+    assert (ckpt.parent / "meta_test.json").read_bytes() == first, "a second test must not overwrite the first"
+    second = json.loads((ckpt.parent / "meta_test_2.json").read_text())
+    assert second["settings"]["adapt"]["lambda_mode"] == "fixed"
+    assert second["settings"]["eval"] == report["settings"]["eval"]
+    assert "meta_test_2.json" in capsys.readouterr().out
 
 
 def test_meta_test_of_last_without_a_checkpoint_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

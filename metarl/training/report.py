@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -19,8 +20,28 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PROTOCOL = ("eval", "adapt")  # the settings a meta-test applies (training/resume.py RESUMABLE)
+
+
+def _free_path(out_dir: str) -> str:
+    """``meta_test.json``, or ``meta_test_<n>.json`` with the first n >= 2 not taken."""
+    path, n = os.path.join(out_dir, "meta_test.json"), 1
+    while os.path.exists(path):
+        n += 1
+        path = os.path.join(out_dir, f"meta_test_{n}.json")
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """JSON for the settings' dataclasses and the like."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
 def report_test(module: Any, results: list[TaskResult]) -> dict[str, Any]:
-    """Print the table and write ``meta_test.json`` next to the checkpoint (or in the log dir)."""
+    """Print the table and write ``meta_test.json`` next to the checkpoint (or in the log dir);
+    ``meta_test_2.json``, ... when an earlier test's report is there."""
     summary = summarize(results)
     summary.update({"method": module.method_name, "family": module.family.name, "env_steps": module.env_steps})
     trainer = module._trainer
@@ -32,10 +53,13 @@ def report_test(module: Any, results: list[TaskResult]) -> dict[str, Any]:
     else:
         out_dir = os.getcwd()
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "meta_test.json")
     summary["checkpoint"] = ckpt
-    with open(path, "w") as f:
-        json.dump(summary, f, indent=2)
+    # The protocol that made these numbers: several tests of one checkpoint (say, two adaptation
+    # settings) are told apart by it, and none overwrites another's file.
+    summary["settings"] = {k: module.hparams[k] for k in PROTOCOL if k in module.hparams}
+    path = _free_path(out_dir)
+    with open(path, "x") as f:
+        json.dump(summary, f, indent=2, default=_plain)
     print(format_table(summary))
     print(f"meta-test results written to {path}")
     return summary
