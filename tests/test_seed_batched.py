@@ -20,7 +20,7 @@ from metarl.methods.mql.seed_batched import SeedBatchedTD3Nets, stack_optimizer_
 from metarl.methods.mql.td3_nets import TD3ContextNets
 from metarl.nets import Actor, ContextEncoder, TwinCritic
 from metarl.nets.stacked import stack_state_dicts, unstack_state_dict
-from metarl.nets.stacked_gru import _StackedGRU, stacked_gru
+from metarl.nets.stacked_gru import stacked_gru
 
 OBS, ACT, H, Z, B = 3, 2, 5, 4, 16
 SEEDS = (0, 1, 2)
@@ -189,6 +189,7 @@ def test_stacked_gru_matches_nn_gru_in_float64() -> None:
         assert_close(stacked_gru(xs, weights), ref, rtol=1e-12, atol=1e-12)
     x1 = torch.randn(2, 3, 3, d, dtype=torch.float64)
     ws = [p[:2].detach().clone().requires_grad_() for p in weights[0]]
-    assert torch.autograd.gradcheck(lambda *a: _StackedGRU.apply(1, x1, *a), ws)
+    ws2 = [p[:2].detach().clone().requires_grad_() for p in weights[2]]
+    assert torch.autograd.gradcheck(lambda *a: stacked_gru([x1, x1], [a[:4], a[4:]]), [*ws, *ws2])
     with pytest.raises(ValueError, match="stacked over the 3 seeds"):
         stacked_gru([xa], [[p[:2] for p in weights[0]]])

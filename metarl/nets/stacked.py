@@ -22,6 +22,7 @@ Adam over stacked parameters is N independent Adams: it is elementwise, and noth
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -93,14 +94,18 @@ def stacked_mlp(mlps: Sequence[nn.Sequential]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _same_hparams(kind: str, nets: Sequence[pl.LightningModule]) -> dict:
+def _alike(kind: str, nets: Sequence[nn.Module], *attrs: str) -> dict[str, Any]:
+    """Check that N nets stack (same parameter names and shapes, same ``attrs``); the stacked net's
+    hyperparameters: ``n_seeds`` and those ``attrs``."""
     if not nets:
         raise ValueError(f"{kind}: needs at least one net to stack")
-    first = dict(nets[0].hparams)
+    first = {k: v.shape for k, v in nets[0].state_dict().items()}
+    values = {a: getattr(nets[0], a) for a in attrs}
     for i, net in enumerate(nets):
-        if dict(net.hparams) != first:
-            raise ValueError(f"{kind}: net {i} has hyperparameters {dict(net.hparams)}, net 0 has {first}")
-    return {**first, "n_seeds": len(nets)}
+        shapes = {k: v.shape for k, v in net.state_dict().items()}
+        if shapes != first or any(getattr(net, a) != v for a, v in values.items()):
+            raise ValueError(f"{kind}: net {i} differs from net 0 in its parameter shapes or in {list(attrs)}")
+    return {"n_seeds": len(nets), **values}
 
 
 class StackedActor(pl.LightningModule):
@@ -108,7 +113,7 @@ class StackedActor(pl.LightningModule):
 
     def __init__(self, actors: Sequence[Actor]) -> None:
         super().__init__()
-        self.save_hyperparameters(_same_hparams("StackedActor", actors))
+        self.save_hyperparameters(_alike("StackedActor", actors, "lr", "max_action"))
         self.lr, self.max_action = actors[0].lr, actors[0].max_action
         self.net = stacked_mlp([a.net for a in actors])
 
@@ -126,7 +131,7 @@ class StackedTwinCritic(pl.LightningModule):
 
     def __init__(self, critics: Sequence[TwinCritic]) -> None:
         super().__init__()
-        self.save_hyperparameters(_same_hparams("StackedTwinCritic", critics))
+        self.save_hyperparameters(_alike("StackedTwinCritic", critics, "lr"))
         self.lr = critics[0].lr
         self.q1 = stacked_mlp([c.q1 for c in critics])
         self.q2 = stacked_mlp([c.q2 for c in critics])
@@ -169,7 +174,7 @@ class StackedContextEncoder(pl.LightningModule):
 
     def __init__(self, encoders: Sequence[ContextEncoder]) -> None:
         super().__init__()
-        self.save_hyperparameters(_same_hparams("StackedContextEncoder", encoders))
+        self.save_hyperparameters(_alike("StackedContextEncoder", encoders, "input_size", "hidden_size"))
         self.input_size, self.hidden_size = encoders[0].input_size, encoders[0].hidden_size
         self.gru = StackedGRUParams([e.gru for e in encoders])
 
