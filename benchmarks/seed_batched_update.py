@@ -137,11 +137,11 @@ def measure(loops: dict[str, Loop], calls: Counter, cycle: int, rounds: int, upd
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--updates", type=int, default=40, help="updates per loop per round (a multiple of policy_freq)")
+    parser.add_argument("--updates", type=int, default=40, help="updates per loop per round")
     parser.add_argument("--warmup", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=20, help="timings per GEMM shape per round")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[4], help="N of the batched loops")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 4], help="N of the batched loops")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "seed_batched_update.json")
     args = parser.parse_args()
     if min(args.rounds, args.updates, args.repeats, *args.threads, *args.seeds) < 1:
@@ -151,8 +151,6 @@ def main() -> None:
     sizes = sizes_of(modules[0])
     cycle = sizes["policy_freq"]
     single_batches = make_batches(sizes, N_BATCHES, seed=10)
-    for b in single_batches:
-        b["noise"] = b["noise"]
     loops: dict[str, Loop] = {"single": Loop(modules[0], single_batches, 1)}
     for n in args.seeds:
         stacked = Stacked(modules[:n])
@@ -178,7 +176,8 @@ def main() -> None:
         "rounds": args.rounds, "updates_per_round": args.updates, "warmup_updates": args.warmup,
         "gemm_repeats_per_round": args.repeats, "load_avg_1_5_15min_before": load_before,
         "replay_sampling": "excluded (pre-drawn random batches with a replay sample's keys and shapes)",
-        "by_threads": by_threads, "gpu": "not measured: no GPU was lent to this task", **provenance(),
+        "by_threads": by_threads, "gpu": "not measured: no GPU was lent to this task",
+        "load_avg_1_5_15min_after": [round(x, 2) for x in os.getloadavg()], **provenance(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
