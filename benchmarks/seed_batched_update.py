@@ -163,10 +163,11 @@ def main() -> None:
         print(f"torch threads {threads}:", flush=True)
         calls = record(loops["single"], cycle)
         res = measure(loops, calls, cycle, args.rounds, args.updates, args.warmup, args.repeats)
-        res["single_floor_table"] = gemm_floor(lambda: [loops["single"].update(i) for i in range(cycle)], cycle)
+        res["single_floor_table"] = gemm_floor(lambda: [loops["single"].update(i) for i in range(cycle)], cycle,
+                                               args.repeats)
         for n in args.seeds:
             loop = loops[f"batched_{n}"]
-            table = gemm_floor(lambda loop=loop: [loop.update(i) for i in range(cycle)], cycle)
+            table = gemm_floor(lambda loop=loop: [loop.update(i) for i in range(cycle)], cycle, args.repeats)
             res[f"batched_{n}_own_gemms_ms_per_seed"] = table["seconds_per_update"] * 1e3 / n
             res[f"batched_{n}_own_gemm_table"] = table
         by_threads[str(threads)] = res

@@ -193,3 +193,14 @@ def test_stacked_gru_matches_nn_gru_in_float64() -> None:
     assert torch.autograd.gradcheck(lambda *a: stacked_gru([x1, x1], [a[:4], a[4:]]), [*ws, *ws2])
     with pytest.raises(ValueError, match="stacked over the 3 seeds"):
         stacked_gru([xa], [[p[:2] for p in weights[0]]])
+
+
+def test_td3_losses_reduce_per_seed() -> None:
+    """With a leading seed dimension the TD3 losses are one per seed, each seed's own mean."""
+    from metarl.algorithms.td3 import actor_loss, critic_loss
+
+    g = torch.Generator().manual_seed(0)
+    q1, q2, y, w = (torch.randn(3, B, 1, generator=g) for _ in range(4))
+    assert_close(critic_loss(q1, q2, y, w), torch.stack([critic_loss(q1[k], q2[k], y[k], w[k]) for k in range(3)]))
+    assert_close(actor_loss(q1, w), torch.stack([actor_loss(q1[k], w[k]) for k in range(3)]))
+    assert critic_loss(q1[0], q2[0], y[0]).shape == ()
