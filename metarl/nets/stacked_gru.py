@@ -14,7 +14,9 @@ is paid once for all seeds instead of once per seed. What changes against the si
 
 Seed n's result and gradients are those of the single-seed kernel on seed n's weights and input, up to
 fp32 rounding (``tests/test_seed_batched.py``); no operation mixes seeds. Measured in BENCHMARKS.md,
-"Seed-batched update".
+"Seed-batched update": on the 2-core CPU at MQL's sizes (batch 256) it is no faster than the seeds'
+single-seed kernels one after another (its per-step work is per element, and a step's working set
+grows N-fold); the fewer, larger ops are meant for a GPU and for small batches (acting).
 """
 
 from __future__ import annotations
