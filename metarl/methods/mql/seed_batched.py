@@ -18,9 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
+from tensordict import TensorDictBase
 from torch import Tensor, nn
 
+from metarl.methods.mql.settings import TD3Settings
 from metarl.methods.mql.td3_nets import TD3ContextNets, UpdateResult
 from metarl.nets.stacked import (
     StackedActor,
@@ -75,8 +78,19 @@ class SeedBatchedTD3Nets(TD3ContextNets):
         gradient of their own seed's loss."""
         backward(self, loss.sum())  # type: ignore[arg-type]
 
-    def td3_update(self, batch, update_index, critic_opt, actor_opt, td3, noise, weight=None,  # type: ignore[override]
-                   prox_coef=None, anchor=None, prox_half=True) -> UpdateResult:
+    def td3_update(
+        self,
+        batch: TensorDictBase,
+        update_index: int,
+        critic_opt: pl.core.optimizer.LightningOptimizer | torch.optim.Optimizer,
+        actor_opt: pl.core.optimizer.LightningOptimizer | torch.optim.Optimizer,
+        td3: TD3Settings,
+        noise: Tensor,
+        weight: Tensor | None = None,
+        prox_coef: Tensor | float | None = None,
+        anchor: tuple[list[Tensor], list[Tensor]] | None = None,
+        prox_half: bool = True,
+    ) -> UpdateResult:
         """``TD3ContextNets.td3_update`` with a leading seed dimension on ``batch`` ``[N, B]``,
         ``noise`` ``[N, B, A]`` and ``weight`` ``[N, B, 1]``; the losses come back per seed, ``[N]``.
         The proximal term of adaptation (eqs. 18-19) is not batched: adapt seed by seed
