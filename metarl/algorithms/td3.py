@@ -99,14 +99,15 @@ def critic_loss(
         weight: ``[B, 1]`` per-sample weight (beta of eq. 12 in eq. 19), or None for all ones.
 
     Returns:
-        ``[]`` scalar loss.
+        ``[]`` scalar loss; with leading dimensions (seeds as a batch dimension: ``[N, B, 1]``
+        inputs) one loss per leading index, ``[N]``, each the mean over its own ``B`` samples.
     """
     _same_shape("critic_loss", q1=q1, q2=q2, target=target, weight=weight)
     y = target.detach()
     per_sample = (q1 - y).square() + (q2 - y).square()
     if weight is not None:
         per_sample = weight.detach() * per_sample
-    return per_sample.mean()
+    return per_sample.mean(dim=(-2, -1))
 
 
 def actor_loss(q1_pi: Tensor, weight: Tensor | None = None) -> Tensor:
@@ -120,12 +121,12 @@ def actor_loss(q1_pi: Tensor, weight: Tensor | None = None) -> Tensor:
         weight: ``[B, 1]`` per-sample weight, or None for all ones.
 
     Returns:
-        ``[]`` scalar loss.
+        ``[]`` scalar loss; ``[N]`` for ``[N, B, 1]`` inputs (one per seed, as ``critic_loss``).
     """
     _same_shape("actor_loss", q1_pi=q1_pi, weight=weight)
     if weight is None:
-        return -q1_pi.mean()
-    return -(weight.detach() * q1_pi).mean()
+        return -q1_pi.mean(dim=(-2, -1))
+    return -(weight.detach() * q1_pi).mean(dim=(-2, -1))
 
 
 def soft_update_(target: Iterable[Tensor], source: Iterable[Tensor], tau: float) -> None:

@@ -102,6 +102,17 @@ def _recurrence(xs: Sequence[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, 
             xs[g].permute(1, 2, 0), out=gi[:, g:e].view(t_len, k, b),
         )
         g = e
+    u, a, s = _steps(gi, wt)
+    h = (u[t_len] * 2 - 1).transpose(1, 2)
+    return h, wt, u, a, s
+
+
+def _steps(gi: Tensor, wt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The u-form recurrence over the input projections ``gi`` [T, G, 4Z, B] (blocks
+    ``[g_n; c_r; c_z; c_q]``, overwritten) with ``Wt`` [G, 3Z, Z]: the states ``u`` [T + 1, G, Z, B]
+    (u_0 = 1/2, i.e. h_0 = 0), the gates ``a = gi[:, :, Z:]`` and ``s``, all kept for the backward."""
+    t_len, g_n, z4, b = gi.shape
+    z = z4 // 4
     # In place, step by step: gi[t, :, Z:] becomes A_t = [p_r; p_z; q], then sigmoid on p_r, p_z.
     u = gi.new_empty(t_len + 1, g_n, z, b)
     u[0].fill_(0.5)  # h0 = 0
@@ -117,8 +128,7 @@ def _recurrence(xs: Sequence[Tensor], w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, 
             rz_l[t].sigmoid_()
             torch.addcmul(gn_l[t], r_l[t], q_l[t], out=s_l[t]).sigmoid_()
             torch.lerp(s_l[t], u_l[t], z_l[t], out=u_l[t + 1])
-    h = (u[t_len] * 2 - 1).transpose(1, 2)
-    return h, wt, u, a, s
+    return u, a, s
 
 
 class _FusedGRU(torch.autograd.Function):

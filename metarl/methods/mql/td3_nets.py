@@ -7,7 +7,7 @@ factories (dependency injection: the config gives their hyperparameters, this cl
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pytorch_lightning as pl
@@ -112,7 +112,7 @@ class TD3ContextNets:
         # The two target encoders (on the next history) and the critic's (on the history) in one
         # fused GRU pass when the encoders are fast ContextEncoders; the targets' contexts are
         # constants (the target nets get no gradient), the critic's is trained by the TD loss.
-        z_next_actor, z_next_critic, z = ContextEncoder.encode_many(
+        z_next_actor, z_next_critic, z = self._encode_many(
             [self.actor_encoder_target, self.critic_encoder_target, self.critic_encoder], [next_hist, next_hist, hist]
         )
         with torch.no_grad():
@@ -138,7 +138,7 @@ class TD3ContextNets:
             try:
                 # The critic's context with its just-updated weights (as the reference code) and the
                 # actor's, in one fused GRU pass; the frozen critic encoder gets no gradient.
-                z_critic, z_actor = ContextEncoder.encode_many([self.critic_encoder, self.actor_encoder], hist)
+                z_critic, z_actor = self._encode_many([self.critic_encoder, self.actor_encoder], hist)
                 z_critic = z_critic.detach()
                 if self.shared_encoder:
                     z_actor = z_actor.detach()
@@ -153,6 +153,10 @@ class TD3ContextNets:
                 self.critic_encoder.requires_grad_(True)
             soft_update_(*self._target_pairs(), td3.tau)
         return UpdateResult(loss_c.detach(), None if loss_a is None else loss_a.detach())
+
+    def _encode_many(self, encoders: Sequence[ContextEncoder], histories: Tensor | Sequence[Tensor]) -> list[Tensor]:
+        """The contexts of ``encoders`` on ``histories`` (one fused GRU pass where possible)."""
+        return ContextEncoder.encode_many(encoders, histories)
 
     def _backward(self, loss: Tensor) -> None:
         backward(self, loss)  # type: ignore[arg-type]
