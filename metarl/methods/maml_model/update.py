@@ -20,7 +20,7 @@ from tensordict import TensorDictBase
 from torch import Tensor
 
 from metarl import keys
-from metarl.algorithms.maml import inner_update, meta_loss
+from metarl.algorithms.maml import batched_meta_loss, inner_update
 from metarl.nets import DeltaDynamicsModel
 
 
@@ -75,14 +75,14 @@ def meta_step(model: DeltaDynamicsModel, segments: TensorDictBase, past_steps: i
               opt: torch.optim.Optimizer, backward: Callable[[Tensor], None]) -> MetaStep:
     """One outer step (Algorithm 1) on ``segments`` ``[N, M + K]``: the Adam step on the mean loss of the
     adapted models on their future transitions, through the inner step (second order unless
-    ``first_order``). ``loss_pre`` is θ's loss on the same future transitions."""
-    past, future = split_segments(segments, past_steps)
-    theta = dict(model.named_parameters())
+    ``first_order``); the N segments run as one vectorised call. ``loss_pre`` is θ's loss on the same
+    future transitions."""
+    past, future = transitions(segments[:, :past_steps]), transitions(segments[:, past_steps:])
     loss_fn = model_loss_fn(model)
     with torch.no_grad():
-        loss_pre = torch.stack([model.loss(f.obs, f.action, f.next_obs, f.reward) for f in future]).mean()
-    loss = meta_loss(model, theta, loss_fn, loss_fn, [([p], f) for p, f in zip(past, future, strict=True)],
-                     model.inner_lr, first_order)
+        loss_pre = model.loss(future.obs, future.action, future.next_obs, future.reward)  # equal sizes: the mean
+    loss = batched_meta_loss(model, dict(model.named_parameters()), loss_fn, loss_fn, past, future, model.inner_lr,
+                             first_order)
     opt.zero_grad()
     backward(loss)
     opt.step()
