@@ -88,10 +88,9 @@ class MAMLModelMetaTrain(MetaTrainModule):
     def make_rollouts(self, evaluation: bool) -> Rollouts:
         # The env's history window is the current episode's last M steps: the online adaptation's data.
         if not evaluation:
-            return Rollouts(self.family, self.family.train_tasks, self.policy, self.cfg.past_steps,  # type: ignore[arg-type]
-                            self.seed)
-        return Rollouts(self.family, self.family.eval_tasks, self.eval_policy, self.cfg.past_steps,  # type: ignore[arg-type]
-                        self.seed + 5, evaluation=True)
+            return Rollouts(self.family, self.family.train_tasks, self.policy, self.cfg.past_steps, self.seed)
+        return Rollouts(self.family, self.family.eval_tasks, self.eval_policy, self.cfg.past_steps, self.seed + 5,
+                        evaluation=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.model.make_optimizer()
