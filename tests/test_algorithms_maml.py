@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.testing import assert_close
 
-from metarl.algorithms.maml import adapt, functional_model, inner_update, meta_gradient, meta_loss
+from metarl.algorithms.maml import adapt, batched_meta_loss, functional_model, inner_update, meta_gradient, meta_loss
 
 ALPHA = 0.3
 
@@ -128,6 +128,21 @@ def test_meta_loss_averages_tasks_and_first_order_phi_has_no_graph_through_the_g
     # d phi / d theta = I: the gradient of sum(phi) w.r.t. each parameter is all ones.
     g = torch.autograd.grad(sum(v.sum() for v in phi.values()), list(theta.values()))
     assert all(torch.equal(x, torch.ones_like(x)) for x in g)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_the_batched_meta_loss_equals_the_loop_over_tasks_in_value_and_gradient(first_order: bool) -> None:
+    net = _net()
+    theta = dict(net.named_parameters())
+    inner = [_batch(s) for s in (1, 3, 5)]
+    outer = [_batch(s) for s in (2, 4, 6)]
+    loop = meta_loss(net, theta, mse, mse, [([i], o) for i, o in zip(inner, outer, strict=True)], ALPHA, first_order)
+    stack = lambda batches: tuple(torch.stack(t) for t in zip(*batches, strict=True))  # noqa: E731
+    batched = batched_meta_loss(net, theta, mse, mse, stack(inner), stack(outer), ALPHA, first_order)
+    assert_close(batched, loop)
+    for g, h in zip(torch.autograd.grad(batched, list(theta.values())), torch.autograd.grad(loop, list(theta.values())),
+                    strict=True):
+        assert_close(g, h)
 
 
 def test_bad_inputs_raise_one_line_errors() -> None:

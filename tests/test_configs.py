@@ -20,6 +20,7 @@ PEARL = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.pearl.PEARL
 MIER = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.mier.MIERMetaTrain"]
 RL2 = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.rl2.RL2MetaTrain"]
 MAML = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.maml.MAMLMetaTrain"]
+MAML_MODEL = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.maml_model.MAMLModelMetaTrain"]
 
 
 def test_the_design_lists_every_family_config() -> None:
@@ -28,7 +29,9 @@ def test_the_design_lists_every_family_config() -> None:
     assert {"mier_point_robot.yaml", "mier_point_robot_ood.yaml"} <= set(MIER)
     assert {"rl2_point_robot", "rl2_cheetah_vel"} <= {name.removesuffix(".yaml") for name in RL2}
     assert "maml_point_robot" in {name.removesuffix(".yaml") for name in MAML}
-    known = set(MQL) | set(PEARL) | set(MIER) | set(RL2) | set(MAML)
+    assert {"maml_model_point_robot", "maml_model_point_robot_ood", "maml_model_cheetah_vel"} <= {
+        name.removesuffix(".yaml") for name in MAML_MODEL}
+    known = set(MQL) | set(PEARL) | set(MIER) | set(RL2) | set(MAML) | set(MAML_MODEL)
     assert known == set(EXPERIMENTS), "a shipped config of no known method"
 
 
@@ -204,3 +207,35 @@ def test_maml_config_instantiates_with_its_values_and_under_the_debug_overlay(na
     assert raw["eval"]["every_env_steps"] % model.iteration_env_steps(0) == 0
     m = cli_model("--config", name, "--config", "debug.yaml").model
     assert m.total_env_steps == 600 and m.eval_cfg.num_tasks == 1 and m.cfg.tasks_per_iter == 2
+
+
+@pytest.mark.parametrize("name", MAML_MODEL)
+def test_maml_model_config_instantiates_with_its_values_and_under_the_debug_overlay(name: str) -> None:
+    model = cli_model("--config", name.removesuffix(".yaml")).model  # a bare name
+    raw = yaml.safe_load((CONFIGS / name).read_text())["model"]["init_args"]
+    assert model.method_name == "maml_model" and model.family.name == raw["family"]
+    net = raw["model"]["init_args"]
+    assert model.model.reward_head and [m.out_features for m in model.model.net[:-1] if hasattr(m, "out_features")] \
+        == net["hidden_sizes"]
+    assert (model.model.lr, model.model.inner_lr) == (net["lr"], net["inner_lr"])
+    c = model.cfg
+    assert (c.past_steps, c.future_steps, c.meta_batch, c.first_order) == (
+        raw["maml"]["past_steps"], raw["maml"]["future_steps"], 10, False)  # learning_to_adapt's meta-batch, 2nd order
+    assert (model.mpc.planner, model.mpc.n_candidates, model.mpc.horizon, model.mpc.discount) == (
+        "random_shooting", 500, 10, 1.0)  # learning_to_adapt run_grbal.py
+    first = model.iteration_env_steps(0)
+    assert (model.total_env_steps - first) % model.iteration_env_steps(first) == 0  # whole iterations
+    m = cli_model("--config", name, "--config", "debug.yaml").model
+    assert m.total_env_steps == 600 and m.eval_cfg.num_tasks == 1 and m.cfg.updates_per_iter == 4
+    assert m.mpc.n_candidates == 16 and m.model.net[0].out_features == 16
+
+
+def test_maml_model_point_robot_is_the_cpu_check() -> None:
+    """methods-reference §8.4: model 200x3 with a reward head, M = 8 past / K = 8 future, random shooting
+    500 x horizon 10, online adaptation at every step, about 50k env steps; the OOD twin differs in its family."""
+    m = cli_model("--config", "maml_model_point_robot").model
+    assert [x.out_features for x in m.model.net[:-1] if hasattr(x, "out_features")] == [200, 200, 200]
+    assert (m.cfg.past_steps, m.cfg.future_steps, m.collect_cfg.adapt_online, m.total_env_steps) == (8, 8, True, 50_000)
+    ood = yaml.safe_load((CONFIGS / "maml_model_point_robot_ood.yaml").read_text())["model"]["init_args"]
+    base = yaml.safe_load((CONFIGS / "maml_model_point_robot.yaml").read_text())["model"]["init_args"]
+    assert ood.pop("family") == "point-robot-ood" and base.pop("family") == "point-robot" and ood == base

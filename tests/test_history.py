@@ -10,8 +10,21 @@ from torchrl.envs import Compose, DoubleToFloat, GymEnv, StepCounter, Transforme
 from torchrl.envs.utils import check_env_specs
 
 from metarl import keys
-from metarl.data.history import HistoryTransform, gather_history
+from metarl.data.history import HistoryTransform, gather_history, window_transitions
 from metarl.data.replay import MultiTaskReplay, episode_to_replay
+
+
+def test_window_transitions_are_the_episodes_newest_steps_without_the_padding() -> None:
+    # H = 3, act_dim 1, obs_dim 2; step k of the episode is (a_k, r_k, o_k) = (k, 10 k, (k, -k)).
+    steps = [torch.tensor([k, 10.0 * k, k, -k]) for k in range(5)]
+    obs_t = lambda t: torch.tensor([float(t), -float(t)])  # noqa: E731
+    at_2 = torch.stack([torch.zeros(4), steps[0], steps[1]])  # t = 2: one zero row of padding
+    o, a, r, o2 = window_transitions(at_2, obs_t(2), 2, act_dim=1)
+    assert torch.equal(o, torch.tensor([[0.0, 0.0], [1.0, -1.0]])) and torch.equal(a, torch.tensor([[0.0], [1.0]]))
+    assert torch.equal(r, torch.tensor([[0.0], [10.0]])) and torch.equal(o2, torch.tensor([[1.0, -1.0], [2.0, -2.0]]))
+    o, a, r, o2 = window_transitions(torch.stack(steps[2:5]), obs_t(5), 5, act_dim=1)  # t = 5 > H: the newest 3
+    assert torch.equal(a[:, 0], torch.tensor([2.0, 3.0, 4.0])) and torch.equal(o2[-1], obs_t(5))
+    assert all(x.shape[0] == 0 for x in window_transitions(torch.zeros(3, 4), obs_t(0), 0, act_dim=1))
 
 
 def test_gather_history_hand_computed() -> None:

@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad
+from torch.func import functional_call, grad, vmap
 
-__all__ = ["LossFn", "adapt", "functional_model", "inner_update", "meta_gradient", "meta_loss"]
+__all__ = ["LossFn", "adapt", "batched_meta_loss", "functional_model", "inner_update", "meta_gradient", "meta_loss"]
 
 #: ``loss_fn(model, batch) -> []``: model runs the module under the parameters being differentiated.
 LossFn = Callable[[Callable[..., Any], Any], Tensor]
@@ -116,6 +116,30 @@ def meta_loss(
         total = loss if total is None else total + loss
     assert total is not None
     return total / len(tasks)
+
+
+def batched_meta_loss(
+    module: nn.Module,
+    params: Mapping[str, Tensor],
+    inner_loss_fn: LossFn,
+    outer_loss_fn: LossFn,
+    inner_batches: Any,
+    outer_batches: Any,
+    lr: float,
+    first_order: bool = False,
+) -> Tensor:
+    """:func:`meta_loss` for M tasks of one inner step each whose batches have equal shapes, stacked on a
+    leading task dimension (``inner_batches``, ``outer_batches``: tensors or tuples of tensors, ``[M, ...]``):
+    ``(1/M) sum_i L_i^out(theta - alpha grad L_i^in(theta))`` with the M tasks run as one vectorised call
+    (``torch.func.vmap``), differentiable w.r.t. theta as :func:`meta_loss` is. Same value and gradient;
+    on small nets several times faster than the loop over tasks, whose cost is per-call overhead."""
+    _check_lr("batched_meta_loss", lr)
+
+    def task(inner: Any, outer: Any) -> Tensor:
+        phi = inner_update(module, params, inner_loss_fn, inner, lr, first_order)
+        return outer_loss_fn(functional_model(module, phi), outer)
+
+    return vmap(task)(inner_batches, outer_batches).mean()
 
 
 def meta_gradient(

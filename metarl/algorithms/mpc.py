@@ -6,7 +6,8 @@ candidate action sequences by the model's predicted return ``Σ_h γ^h r(ŝ_h, a
 execute the first action of the best one. All candidates go through the model as one batch per
 planning step. Planning needs no gradient, so it runs under ``no_grad`` (a model with trainable
 parameters would otherwise build a graph over n_candidates × horizon rows). Randomness comes only
-from the passed generator.
+from the passed generator; the draws are made on the generator's device and moved to the states'
+(a CPU generator, checkpointed with the run, also plans for a model on a GPU).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def random_shooting(
     """
     batch, single, lo, hi = _setup(obs, low, high, act_dim, horizon, n_candidates)
     u = torch.rand((batch.shape[0], n_candidates, horizon, act_dim), generator=generator, dtype=batch.dtype,
-                   device=batch.device)
+                   device=generator.device).to(batch.device)
     actions = lo + (hi - lo) * u
     return _first_of_best(actions, sequence_returns(step, batch, actions, discount), single)
 
@@ -138,7 +139,7 @@ def cem(
     best_first = torch.zeros(m, act_dim, dtype=batch.dtype, device=batch.device)
     for _ in range(iterations):
         z = torch.randn((m, n_candidates, horizon, act_dim), generator=generator, dtype=batch.dtype,
-                        device=batch.device)
+                        device=generator.device).to(batch.device)
         actions = torch.clamp(mean.unsqueeze(1) + std.unsqueeze(1) * z, lo, hi)
         returns = sequence_returns(step, batch, actions, discount)
         top, idx = returns.max(dim=1)

@@ -32,6 +32,28 @@ def step_features(action: Tensor, reward: Tensor, observation: Tensor) -> Tensor
     return torch.cat([action.to(dtype), reward.to(dtype), observation.to(dtype)], dim=-1)
 
 
+def window_transitions(
+    history: Tensor, observation: Tensor, steps: int, act_dim: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The current episode's newest ``k = min(steps, H)`` transitions from its acting-time window.
+
+    Args:
+        history: ``[H, act_dim + 1 + obs_dim]``, the window of :class:`HistoryTransform` at step t
+            (the steps k < t of the episode, oldest first, zeros before its start).
+        observation: ``[obs_dim]``, o_t. steps: t, the step count of the episode (0 at its reset).
+
+    Returns:
+        ``(o_k, a_k, r_k, o_{k+1})`` as ``[k, obs_dim]``, ``[k, act_dim]``, ``[k, 1]``, ``[k, obs_dim]``
+        for the k newest steps of the episode: each window step's successor observation is the next
+        window step's, the newest one's is o_t. The zero padding is never returned.
+    """
+    horizon = history.shape[-2]
+    k = min(int(steps), horizon)
+    action, reward, obs = history[..., :act_dim], history[..., act_dim : act_dim + 1], history[..., act_dim + 1 :]
+    next_obs = torch.cat([obs[1:], observation.reshape(1, -1).to(obs.dtype)], dim=0)
+    return obs[horizon - k :], action[horizon - k :], reward[horizon - k :], next_obs[horizon - k :]
+
+
 def gather_history(
     action: Tensor,
     reward: Tensor,

@@ -194,11 +194,15 @@ class DeltaDynamicsModel(pl.LightningModule):
         y = self.net(x)
         return y if normalized else y * (self.target_std + NORM_EPS) + self.target_mean
 
+    def normalized_targets(self, obs: Tensor, next_obs: Tensor, reward: Tensor | None = None) -> Tensor:
+        """[Δs(, r)] normalised by the target buffers: what ``forward(..., normalized=True)`` predicts."""
+        return (self.targets(obs, next_obs, reward) - self.target_mean) / (self.target_std + NORM_EPS)
+
     def loss(self, obs: Tensor, action: Tensor, next_obs: Tensor, reward: Tensor | None = None,
              params: Mapping[str, Tensor] | None = None) -> Tensor:
         """GrBAL's ``mean ‖norm(y) − f(norm(s), norm(a))‖²``; with ``params``, of those weights
         (``functional_call``: the inner step's θ' = θ − α ∇θ L on the past M transitions)."""
-        target = (self.targets(obs, next_obs, reward) - self.target_mean) / (self.target_std + NORM_EPS)
+        target = self.normalized_targets(obs, next_obs, reward)
         pred = self._call(params, obs, action, normalized=True)
         return (pred - target).square().mean()
 
