@@ -3,9 +3,11 @@
 The reference is the single-env path as MQL ran it before (``Rollouts.collect(frames, "random",
 episode_cap)`` in rounds of ``min(budget - s, episodes_per_iter x max_episode_steps)`` frames, each
 episode written with ``episode_to_replay``). With the same seed the two give the same task cycle,
-episode cuts, actions, flags, step counts, episode ids and stored keys; only each episode's reset
-noise is drawn differently (docs/fidelity.md), so on the sparse point robot, which always starts at the
-origin, the stored data are bit-identical.
+episode cuts, actions, flags, step counts, episode ids and stored keys while no episode ends before
+the cap; only each episode's reset noise is drawn differently (docs/fidelity.md), so on the sparse point
+robot, which always starts at the origin, the stored data are bit-identical. Where episodes end early
+(ant-fb), each takes ``cap`` action draws: the cuts then follow other random draws, and the task cycle
+and the way the rounds are filled are checked instead.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 import torch
 
 from metarl import keys
-from metarl.data.cold_start import ColdStartRollouts, cold_start_plan, round_lengths
+from metarl.data.cold_start import ColdStartRollouts, cold_start_plan
 from metarl.data.policy import ActingPolicy
 from metarl.data.replay import MultiTaskReplay, episode_to_replay
 from metarl.data.rollouts import Rollouts, split_episodes
@@ -29,7 +31,7 @@ FROM_STATE = {keys.OBS, keys.NEXT_OBS, keys.REWARD}
 
 
 def _replay(family) -> MultiTaskReplay:
-    return MultiTaskReplay(len(family.train_tasks), 400, family.obs_dim, family.act_dim, 2)
+    return MultiTaskReplay(len(family.train_tasks), 1000, family.obs_dim, family.act_dim, 2)
 
 
 def single_env_cold_start(family, budget: int, round_frames: int, cap: int):
@@ -53,12 +55,13 @@ def batched_cold_start(family, budget: int, round_frames: int, cap: int, max_epi
     """The batched path as MQLMetaTrain runs it: one iteration per plan, one replay write per iteration."""
     sampler, generator = TaskSampler(len(family.train_tasks), SEED), torch.Generator().manual_seed(SEED + 3)
     sampler.mode = "cycle"
-    cold = ColdStartRollouts(family, family.train_tasks, sampler, generator, SEED, cap)
+    cold = ColdStartRollouts(family, family.train_tasks, sampler, generator, SEED, cap, max_episodes)
     replay, steps, n_episodes, iterations = _replay(family), 0, 0, []
     while steps < budget:
         stop = budget if every is None else (steps // every + 1) * every  # the next evaluation
         plan = cold_start_plan(steps, budget, round_frames, cap, stop, max_episodes)
         batch = cold.collect(plan, n_episodes)
+        assert_fills_rounds(batch, plan, cap)
         assert batch.shape[0] == sum(plan)
         transitions = batch_to_replay(batch, n_episodes)
         replay.extend(transitions)
@@ -72,9 +75,8 @@ def batched_cold_start(family, budget: int, round_frames: int, cap: int, max_epi
 def assert_same_data(a: MultiTaskReplay, b: MultiTaskReplay, except_keys=frozenset()) -> None:
     sa, sb = a.state_dict(), b.state_dict()
     assert torch.equal(sa["size"], sb["size"]) and torch.equal(sa["cursor"], sb["cursor"])
-    flat_a = {k: v for k, v in _flatten(sa["data"])}
-    flat_b = {k: v for k, v in _flatten(sb["data"])}
-    assert flat_a.keys() == flat_b.keys() == {k if isinstance(k, str) else k for k in keys.STORED_KEYS}
+    flat_a, flat_b = dict(_flatten(sa["data"])), dict(_flatten(sb["data"]))
+    assert flat_a.keys() == flat_b.keys() == set(keys.STORED_KEYS)
     for key in flat_a:
         if key in except_keys:
             continue
@@ -89,25 +91,44 @@ def _flatten(d, prefix=()):
             yield ((*prefix, k) if prefix else k), v
 
 
-def test_round_lengths_and_plan_follow_the_single_env_rounds() -> None:
-    assert round_lengths(200, 50) == [50] * 4 and round_lengths(130, 50) == [50, 50, 30]
-    # cheetah_fb: rounds of 200 steps, 4 episodes each; 200 episodes split evenly into 2 iterations.
-    assert cold_start_plan(0, 10_000, 200, 50, 10_000, 128) == [50] * 100
-    assert cold_start_plan(5000, 10_000, 200, 50, 10_000, 128) == [50] * 100
+def round_lengths(frames: int, cap: int) -> list[int]:
+    return [cap] * (frames // cap) + ([frames % cap] if frames % cap else [])
+
+
+def assert_fills_rounds(batch, rounds, cap) -> None:
+    """Each round is filled by whole episodes in order (cut at the cap or their end), the last one cut at
+    the round's end; a new round starts a new episode."""
+    step = batch[keys.STEP_COUNT].reshape(-1)
+    done = batch[keys.DONE].reshape(-1)
+    start = 0
+    for frames in rounds:
+        s, d = step[start : start + frames], done[start : start + frames]
+        assert int(s[0]) == 0 and bool((s < cap).all())
+        after_end = torch.cat([torch.tensor([True]), d[:-1]])  # a new episode exactly after each end
+        assert torch.equal(s == 0, after_end)
+        ones = s[1:] - s[:-1]
+        assert bool(((ones == 1) | (s[1:] == 0)).all())
+        start += frames
+    assert start == batch.shape[0]
+
+
+def test_plan_runs_the_single_env_rounds() -> None:
+    # cheetah_fb: rounds of 200 steps (4 episodes); 200 episodes split evenly into 2 iterations.
+    assert cold_start_plan(0, 10_000, 200, 50, 10_000, 128) == [200] * 25
+    assert cold_start_plan(5000, 10_000, 200, 50, 10_000, 128) == [200] * 25
     # A ragged budget: the last round is 130 steps; an evaluation at 400 ends the first iteration.
-    assert cold_start_plan(0, 530, 200, 50, 400, 128) == [50] * 8
-    assert cold_start_plan(400, 530, 200, 50, 800, 128) == [50, 50, 30]
+    assert cold_start_plan(0, 530, 200, 50, 400, 128) == [200, 200]
+    assert cold_start_plan(400, 530, 200, 50, 800, 128) == [130]
     # At least one whole round, whatever max_episodes says.
-    assert cold_start_plan(0, 1000, 200, 50, 1000, 1) == [50] * 4
-    # Every plan starting where the previous ended covers the budget exactly, with the rounds' cuts.
-    steps, lengths = 0, []
+    assert cold_start_plan(0, 1000, 200, 50, 1000, 1) == [200]
+    # Every plan starting where the previous ended covers the budget exactly, in the same rounds.
+    steps, rounds = 0, []
     while steps < 2345:
         plan = cold_start_plan(steps, 2345, 300, 70, (steps // 1000 + 1) * 1000, 9)
-        assert len(plan) <= 9 or len(round_lengths(300, 70)) > 9
-        lengths += plan
+        assert sum(len(round_lengths(f, 70)) for f in plan) <= 9 or len(plan) == 1
+        rounds += plan
         steps += sum(plan)
-    expected = [n for s in range(0, 2345, 300) for n in round_lengths(min(2345 - s, 300), 70)]
-    assert steps == 2345 and lengths == expected
+    assert steps == 2345 and rounds == [300] * 7 + [245]
 
 
 def test_uniform_draws_do_not_depend_on_how_they_are_chunked() -> None:
@@ -120,9 +141,9 @@ def test_uniform_draws_do_not_depend_on_how_they_are_chunked() -> None:
 
 
 @pytest.mark.parametrize(("name", "budget", "round_frames", "cap", "max_episodes"), [
-    ("sparse-point-robot", 430, 100, 20, 7),  # ragged last round (30 steps: episodes of 20 and 10)
+    ("sparse-point-robot", 400, 100, 20, 7),
     ("point-robot", 400, 100, 20, 128),
-    ("cheetah-fb", 450, 200, 50, 3),  # 3 envs for rounds of 4 episodes: one round per iteration
+    ("cheetah-fb", 450, 200, 50, 3),  # 3 envs for rounds of 4 episodes, a ragged last round of 50
 ])
 def test_batched_cold_start_stores_the_single_env_data(name, budget, round_frames, cap, max_episodes) -> None:
     family = make_task_family(name)
@@ -139,10 +160,29 @@ def test_batched_cold_start_stores_the_single_env_data(name, budget, round_frame
         assert not torch.equal(so["observation"], sn["observation"])
 
 
+def test_early_ends_are_followed_by_the_next_task_of_the_cycle() -> None:
+    """Ant-FB ends about a third of its random episodes early (the torso leaves [0.2, 1]): the rounds are
+    still filled in order with the episodes of the cycle, and the data do not depend on how many
+    episodes run together."""
+    family = make_task_family("ant-fb")
+    reference, gen, _ = batched_cold_start(family, 1000, 500, 50, 64)
+    state = reference.state_dict()
+    episode, step = state["data"]["episode"], state["data"]["step_count"]
+    task, terminated = state["data"]["task_id"], state["data"]["next"]["terminated"].reshape(-1)
+    assert bool(terminated.any())  # the test needs early ends
+    order = torch.argsort(episode, stable=True)
+    first = order[step[order] == 0]  # each episode's first transition, in episode order
+    assert task[first].tolist() == [k % 2 for k in range(first.numel())]
+    assert episode[first].tolist() == list(range(first.numel()))
+    other, other_gen, _ = batched_cold_start(family, 1000, 500, 50, 5)
+    assert_same_data(reference, other)
+    assert torch.equal(gen, other_gen)
+
+
 def test_the_data_do_not_depend_on_how_many_episodes_run_together() -> None:
     family = make_task_family("point-robot")
     reference, gen, iterations = batched_cold_start(family, 600, 100, 20, 128)
-    assert [len(p) for p in iterations] == [30]
+    assert iterations == [[100] * 6]  # one iteration, 30 episodes together
     for max_episodes, every in ((1, None), (12, None), (128, 250)):
         other, other_gen, its = batched_cold_start(family, 600, 100, 20, max_episodes, every)
         assert len(its) > 1

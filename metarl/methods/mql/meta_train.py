@@ -140,7 +140,8 @@ class MQLMetaTrain(TD3ContextNets, MetaTrainModule):
             self.rollouts.sampler.mode = "cycle"
             if self._cold_start is None:
                 self._cold_start = ColdStartRollouts(self.family, self.family.train_tasks, self.rollouts.sampler,
-                                                     self.policy.generator, self.seed, self._cold_start_len())
+                                                     self.policy.generator, self.seed, self._cold_start_len(),
+                                                     self.collect_cfg.cold_start_envs)
             batch = self._cold_start.collect(self._cold_start_plan(self.env_steps), self.num_episodes)
         else:
             if self._cold_start is not None:  # the cold start is over: free its envs
