@@ -91,27 +91,35 @@ class ColdStartRollouts:
     and a round's end cuts its last episode. Episodes run but not needed are handed back (their task
     and action draws are undone) and run again by the next iteration, to the same data. The envs
     hold no state that outlives a call; ``sampler`` and ``generator`` are checkpointed by their
-    owners. Built lazily, at the first call with ``max_envs`` envs at most; ``close`` frees them.
+    owners. Built lazily, ``max_envs`` envs at most per batch; ``close`` frees them.
     """
 
     def __init__(self, family: Any, tasks: Sequence[Any], sampler: TaskSampler, generator: torch.Generator,
                  seed: int, cap: int, max_envs: int) -> None:
         self.family, self.tasks, self.sampler, self.generator = family, list(tasks), sampler, generator
         self.seed, self.cap, self.max_envs = seed, cap, max_envs
-        self.rollouts: BatchedRollouts | None = None
-        self.policy: PlannedActions | None = None
+        # The envs: the first batch's size, and powers of two below it for the episodes that early ends
+        # leave to run (a batch of a few episodes on a hundred envs would step them all).
+        self.pool: list[tuple[BatchedRollouts, PlannedActions]] = []
         self.mean_length = float(cap)  # of the episodes run so far: sizes the batches (never the data)
 
-    def _envs(self, n: int) -> tuple[BatchedRollouts, PlannedActions]:
-        if self.rollouts is None or self.policy is None:
-            self.policy = PlannedActions(n, self.cap, self.family.act_dim)
-            self.rollouts = BatchedRollouts(self.family, self.tasks[:1] * n, self.cap, self.seed, self.policy,
-                                            max_steps=self.cap)
-        return self.rollouts, self.policy
+    def _envs(self, wanted: int) -> tuple[BatchedRollouts, PlannedActions]:
+        size = min(wanted, self.max_envs)
+        if self.pool and size < self.pool[0][0].n_envs:
+            size = 1 << (size - 1).bit_length()
+        if self.pool and size >= self.pool[0][0].n_envs:
+            return self.pool[0]
+        for envs in self.pool:
+            if envs[0].n_envs == size:
+                return envs
+        policy = PlannedActions(size, self.cap, self.family.act_dim)
+        rollouts = BatchedRollouts(self.family, self.tasks[:1] * size, self.cap, self.seed, policy, max_steps=self.cap)
+        self.pool.append((rollouts, policy))
+        return rollouts, policy
 
     def _run(self, first_episode: int, wanted: int) -> list[TensorDictBase]:
         """Episodes ``first_episode``, ... (up to ``wanted``, as many as there are envs) from one batch."""
-        rollouts, policy = self._envs(min(wanted, self.max_envs))
+        rollouts, policy = self._envs(wanted)
         n = min(wanted, rollouts.n_envs)
         task_ids = [self.sampler() for _ in range(n)]
         # Rows past n (a smaller batch than the envs) run their previous task with zero actions, unread.
@@ -155,6 +163,6 @@ class ColdStartRollouts:
         return torch.cat(parts)
 
     def close(self) -> None:
-        if self.rollouts is not None:
-            self.rollouts.close()
-        self.rollouts = self.policy = None
+        for rollouts, _ in self.pool:
+            rollouts.close()
+        self.pool = []
