@@ -53,23 +53,6 @@ def test_resume_from_periodic_checkpoint_before_epoch_end(straight_run: Path, tm
     assert any(row["eval/return_post_adapt"] for row in resumed), "the epoch's evaluation was skipped"
 
 
-def test_resume_inside_the_batched_cold_start_is_exact(tmp_path: Path) -> None:
-    """A cold start of 300 steps over evaluation periods of 200, one 100-step round per iteration (at
-    most 4 episodes together): resumed from the checkpoint at env step 200, its last cold-start
-    iteration and the updates after it are the straight run's (the cold start keeps no env state)."""
-    cold = ("--model.init_args.collect.cold_start_steps=300", "--model.init_args.collect.cold_start_envs=4",
-            "--checkpoint.save_top_k=-1")
-    straight = tmp_path / "straight"
-    fit(straight, *cold)
-    saved = [(load(p), p) for p in (straight / "ckpt").glob("*.ckpt")]
-    path = next(p for c, p in saved if counters(c)["env_steps"] == 200)
-    rest = tmp_path / "rest"
-    fit(rest, *cold, f"--ckpt_path={path}")
-    assert_same_state(load(straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
-    resumed = metrics(rest)
-    assert resumed == metrics(straight)[-len(resumed):]
-
-
 class SignalAt(pl.Callback):
     """Sends ``signum`` to this process while iteration ``iteration`` runs."""
 
@@ -79,6 +62,24 @@ class SignalAt(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: object) -> None:
         if pl_module.iteration + 1 == self.iteration:
             os.kill(os.getpid(), self.signum)
+
+
+def test_resume_inside_the_batched_cold_start_is_exact(tmp_path: Path) -> None:
+    """A cold start of 300 steps in iterations of at most 4 one-episode rounds (80 steps), stopped after
+    its first iteration: the resumed run's cold start and the updates after it are the straight run's
+    (the cold start keeps no env state)."""
+    cold = ("--model.init_args.collect.cold_start_steps=300", "--model.init_args.collect.cold_start_envs=4")
+    straight = tmp_path / "straight"
+    fit(straight, *cold)
+    out = tmp_path / "stopped"
+    signal_at = {"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": 1}}
+    with pytest.raises(SystemExit):
+        fit(out, *cold, f"--trainer.callbacks+={json.dumps(signal_at)}")
+    assert counters(load(out / "ckpt" / "last.ckpt"))["env_steps"] == 80
+    rest = tmp_path / "rest"
+    fit(rest, *cold, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
+    assert_same_state(load(straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
+    assert metrics(out) + metrics(rest) == metrics(straight)
 
 
 @pytest.mark.parametrize("iteration", [5, 10], ids=["mid-epoch", "epoch-end"])
