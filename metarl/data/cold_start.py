@@ -2,7 +2,7 @@
 episodes stepped at once through the on-policy methods' batched env (``BatchedRollouts``).
 
 One TorchRL step costs ~0.5 ms whatever the env (BENCHMARKS.md, "Cold-start collection"), more than a
-MuJoCo step; stepping one env per TorchRL step ran the cold start at ~0.1x the raw gymnasium rate.
+MuJoCo step; stepping one env per TorchRL step ran the cold start at 0.06-0.26x the raw gymnasium rate.
 Random actions do not depend on the observation, so the cold start's episodes can run side by side,
 one per row of a ``[n_envs, cap]`` batch. What the replay receives is the single-env path's data
 (``Rollouts.collect(frames, "random", episode_cap)`` in rounds; tests/test_cold_start_batched.py):
