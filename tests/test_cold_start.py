@@ -3,10 +3,11 @@ one random episode of at most max_path_length / 4 steps per train task, in task 
 max(num_initial_steps x n_train_tasks, burn_in) steps), so every task gets the same share of the
 cold-start episodes, to within one.
 
-A collector batch that ends on an episode's last step is followed by the collector's auto-reset and
-then by the next batch's own reset; the first of the two starts no episode and must not use up a slot
-of the task cycle (it did: with cheetah-vel's settings, train tasks 4, 9, ..., 99 got no cold-start
-data at all).
+The share test runs the batched cold start MQLMetaTrain uses (metarl.data.cold_start). With the
+single-env collector, a batch that ends on an episode's last step is followed by the collector's
+auto-reset and then by the next batch's own reset; the first of the two starts no episode and must not
+use up a slot of the task cycle (it did: with cheetah-vel's settings, train tasks 4, 9, ..., 99 got no
+cold-start data at all). The give-back tests below keep that path right (the other methods use it).
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ import torch
 import yaml
 
 from metarl import keys
+from metarl.data.cold_start import ColdStartRollouts, cold_start_plan
 from metarl.data.policy import ActingPolicy
 from metarl.data.rollouts import Rollouts, episode_returns
 from metarl.data.tasks import TaskSampler
 from metarl.envs import make_task_family
 from metarl.nets import Actor, ContextEncoder
+from metarl.training.settings import EvalSettings
 from tests.conftest import CONFIGS
 
 #: The MQL configs (the cold start is MQL's).
 EXPERIMENTS = sorted(p.name for p in CONFIGS.glob("*.yaml")
                      if yaml.safe_load(p.read_text()).get("model", {}).get("class_path", "").endswith("MQLMetaTrain"))
-#: Steps per config at most (the collector runs ~1 ms per step): the real cold starts are 2 000 to 225 000.
+#: Steps per config at most: the real cold starts are 2 000 to 225 000.
 MAX_STEPS = 6000
+#: Episodes per iteration (collect.cold_start_envs): fewer than a run's, so two iterations stay short.
+ENVS = 16
 
 
 def _rollouts(family, seed: int = 0) -> Rollouts:
@@ -41,38 +46,43 @@ def _rollouts(family, seed: int = 0) -> Rollouts:
 
 
 def _cold_start(name: str) -> tuple[list[int], int, int, int]:
-    """The cold start of a shipped config through the data layer, with the config's own task count,
-    episode length, cold-start cap, cold_start_steps and episodes_per_iter, in the rounds that
-    MetaTrainModule._collect makes of it: min(steps left, episodes_per_iter x episode length) random
-    frames per round, episodes cut at the cold-start cap.
+    """The cold start of a shipped config through the path MQLMetaTrain runs (``cold_start_plan`` and
+    ``ColdStartRollouts``), with the config's own task count, episode length, cold-start cap,
+    cold_start_steps, episodes_per_iter and evaluation period, in iterations of at most ``ENVS``
+    episodes (the data do not depend on it: tests/test_cold_start_batched.py).
 
-    The full budget (up to 225 000 steps) is too long for a test. Rounds stop at the real budget, or
-    once every train task has had an episode and one more round has run, or after MAX_STEPS (but
-    never before two rounds: a skipped slot shows at the boundary between rounds). All but ant_goal
-    (150 tasks, about 20 episodes per round) make a whole pass over their tasks within MAX_STEPS.
-    Returns the task of every cold-start episode in order, the number of train tasks, the steps run
-    and the config's cold_start_steps.
+    The full budget (up to 225 000 steps) is too long for a test. Iterations stop at the real budget,
+    or once every train task has had an episode and one more iteration has run, or after MAX_STEPS
+    (but never before two iterations: a skipped slot would show at the boundary between them). All
+    but ant_goal (150 tasks) make a whole pass over their tasks within MAX_STEPS. Returns the task of
+    every cold-start episode in order, the number of train tasks, the steps run and the config's
+    cold_start_steps.
     """
     init = yaml.safe_load((CONFIGS / name).read_text())["model"]["init_args"]
     collect = init["collect"]
+    every = (init.get("eval") or {}).get("every_env_steps", EvalSettings.every_env_steps)
     family = make_task_family(init["family"], **(init.get("family_overrides") or {}))
     n_tasks, horizon = len(family.train_tasks), family.max_episode_steps
     budget = collect["cold_start_steps"]
     cap = min(collect.get("cold_start_episode_len") or horizon, horizon)
-    ro = _rollouts(family)
-    ro.sampler.mode = "cycle"
+    sampler = TaskSampler(n_tasks, 0)
+    sampler.mode = "cycle"
+    cold = ColdStartRollouts(family, family.train_tasks, sampler, torch.Generator().manual_seed(0), 0, cap, ENVS)
     tasks: list[int] = []
     steps = rounds = 0
     passed = False
     while steps < budget:
-        frames = min(budget - steps, collect["episodes_per_iter"] * horizon)
-        batch = ro.collect(frames, "random", episode_cap=cap)
+        stop = (steps // every + 1) * every
+        plan = cold_start_plan(steps, budget, collect["episodes_per_iter"] * horizon, cap, stop, ENVS)
+        batch = cold.collect(plan, len(tasks))
+        assert batch.shape[0] == sum(plan)
         assert int(batch[keys.STEP_COUNT].max()) < cap  # no cold-start episode runs past the cap
         steps, rounds = steps + batch.shape[0], rounds + 1
         tasks += [task for task, _, _ in episode_returns(batch)]
         if rounds >= 2 and (passed or steps >= MAX_STEPS):
             break
         passed = len(tasks) >= n_tasks
+    cold.close()
     return tasks, n_tasks, steps, budget
 
 

@@ -229,7 +229,7 @@ def _bad_step_count(td: TensorDict) -> None:
         (lambda td: td.set(keys.OBS, torch.zeros(4, OBS + 1)), "observation has shape"),
         (_bad_step_count, "episode_to_replay"),
         (lambda td: td.set(keys.DONE, torch.zeros(4, 1)), "next.done"),
-        (lambda td: td.set(keys.TASK_ID, torch.tensor([0, 0, 1, 1])), "one task per call"),
+        (lambda td: td.set(keys.TASK_ID, torch.tensor([0, 0, 1, 1])), "transition 2 .* task 1"),
         (lambda td: td.set(keys.TASK_ID, torch.full((4,), 2)), "out of range"),
         (lambda td: td.set(keys.STEP_COUNT, torch.tensor([0, 1, 3, 4])), "transition 2"),
         (lambda td: td.set(keys.STEP_COUNT, torch.arange(2, 6)), "transition 0"),

@@ -64,6 +64,24 @@ class SignalAt(pl.Callback):
             os.kill(os.getpid(), self.signum)
 
 
+def test_resume_inside_the_batched_cold_start_is_exact(tmp_path: Path) -> None:
+    """A cold start of 300 steps in iterations of at most 4 one-episode rounds (80 steps), stopped after
+    its first iteration: the resumed run's cold start and the updates after it are the straight run's
+    (the cold start keeps no env state)."""
+    cold = ("--model.init_args.collect.cold_start_steps=300", "--model.init_args.collect.cold_start_envs=4")
+    straight = tmp_path / "straight"
+    fit(straight, *cold)
+    out = tmp_path / "stopped"
+    signal_at = {"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": 1}}
+    with pytest.raises(SystemExit):
+        fit(out, *cold, f"--trainer.callbacks+={json.dumps(signal_at)}")
+    assert counters(load(out / "ckpt" / "last.ckpt"))["env_steps"] == 80
+    rest = tmp_path / "rest"
+    fit(rest, *cold, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
+    assert_same_state(load(straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
+    assert metrics(out) + metrics(rest) == metrics(straight)
+
+
 @pytest.mark.parametrize("iteration", [5, 10], ids=["mid-epoch", "epoch-end"])
 def test_sigint_checkpoints_and_resumes_exactly(
     straight_run: Path, tmp_path: Path, iteration: int, capsys: pytest.CaptureFixture[str]  # noqa: F811

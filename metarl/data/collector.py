@@ -80,6 +80,7 @@ def make_batched_env(
     track_init: bool = False,
     extra_transforms: Sequence[Transform] = (),
     info_keys: Sequence[str] = (),
+    max_steps: int | None = None,
 ) -> tuple[TransformedEnv, TaskBatch]:
     """A TorchRL env of batch size ``[len(tasks)]`` whose env i runs ``tasks[i]`` (a gymnasium
     ``SyncVectorEnv`` under one ``GymWrapper``): one TorchRL step moves every env.
@@ -90,13 +91,15 @@ def make_batched_env(
     step ~0.1 ms). ``wrap`` wraps each sub-env, e.g. RL²'s ``TrialWrapper``, whose env then resets
     (and sets ``is_init``) only at a trial's start. ``extra_transforms`` come last (a recurrent policy's
     ``make_tensordict_primer()``). ``info_keys`` are int64 entries of the sub-envs' ``info`` read into
-    the data after each step (under ``next``; e.g. the trial's ``inner_episode``). Returns the env and
-    the ``TaskBatch`` (tasks, RNGs).
+    the data after each step (under ``next``; e.g. the trial's ``inner_episode``). ``max_steps`` cuts
+    episodes by truncation at that many steps, as ``make_env``'s ``StepCounter`` does (the MQL cold
+    start). Returns the env and the ``TaskBatch`` (tasks, RNGs).
     """
     batch = TaskBatch(family, tasks, seed, evaluation, wrap)
     transforms = [
         DoubleToFloat(),  # MuJoCo observes float64; the nets are float32
-        StepCounter(),  # the episodes' own TimeLimit truncates; this only counts
+        # The episodes' own TimeLimit truncates; this counts, and truncates earlier with max_steps.
+        StepCounter(max_steps=max_steps),
     ]
     if track_init:
         transforms.append(InitTracker())

@@ -11,6 +11,13 @@ from metarl import keys
 MODES = ("random", "explore", "deterministic")
 
 
+def uniform_actions(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Uniform actions in [-1, 1] from ``generator``: the cold start's (one step here, or a whole
+    batch of episodes in ``metarl.data.cold_start``: CPU ``torch.rand`` draws element by element, so
+    one draw of [n, act_dim] equals n draws of [act_dim], tested)."""
+    return torch.rand(shape, generator=generator) * 2 - 1
+
+
 class ActingPolicy:
     """a = clip(pi(o, z) + N(0, expl_noise^2), -1, 1), with z = encoder(history).
 
@@ -43,7 +50,7 @@ class ActingPolicy:
     def __call__(self, td: TensorDictBase) -> TensorDictBase:
         shape = (*td.batch_size, self.act_dim)
         if self.mode == "random":
-            action = torch.rand(shape, generator=self.generator) * 2 - 1
+            action = uniform_actions(shape, self.generator)
         else:
             device = next(self.actor.parameters()).device
             obs = td[keys.OBS].reshape(-1, td[keys.OBS].shape[-1]).to(device)

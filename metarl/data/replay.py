@@ -115,45 +115,51 @@ class MultiTaskReplay:
             out[key] = value.to(device=self.device, dtype=dtype)
         return TensorDict(out, batch_size=[n], device=self.device)
 
-    def _check_order(self, task: int, episode: Tensor, step: Tensor) -> None:
-        """Each transition continues the task's previous one (same episode, step + 1) or starts a
-        new episode (step 0, larger id): the invariant that makes the history gather exact."""
-        prev = torch.tensor([-1, -2])  # an empty region: the first transition must start an episode
-        if int(self._size[task]) > 0:
-            last = task * self.capacity_per_task + int(self._cursor[task] - 1) % self.capacity_per_task
-            prev = torch.stack([self._data[keys.EPISODE][last], self._data[keys.STEP_COUNT][last]]).cpu()
-        pe, ps = torch.cat([prev[:1], episode[:-1]]), torch.cat([prev[1:], step[:-1]])
+    def _check_order(self, task: Tensor, rank: Tensor, episode: Tensor, step: Tensor, where: Tensor) -> None:
+        """Each transition continues its task's previous one (same episode, step + 1) or starts a new
+        episode (step 0, larger id): the invariant that makes the history gather exact. The arguments
+        are grouped by task (``rank`` 0 = a task's first transition of this write; ``where``: the index
+        in the caller's data, for the message)."""
+        last = torch.arange(self.n_tasks) * self.capacity_per_task + (self._cursor - 1) % self.capacity_per_task
+        held = self._size > 0  # an empty region: the first transition must start an episode
+        last_episode = torch.where(held, self._data[keys.EPISODE][last].cpu(), -1)
+        last_step = torch.where(held, self._data[keys.STEP_COUNT][last].cpu(), -2)
+        first = rank == 0
+        pe = torch.where(first, last_episode[task], torch.cat([episode[:1], episode[:-1]]))
+        ps = torch.where(first, last_step[task], torch.cat([step[:1], step[:-1]]))
         ok = ((episode == pe) & (step == ps + 1)) | ((step == 0) & (episode > pe))
         if not bool(ok.all()):
-            i = int((~ok).nonzero()[0])
+            j = int((~ok).nonzero()[0])
             raise ValueError(
-                f"MultiTaskReplay.extend: transition {i} (episode {int(episode[i])}, step_count {int(step[i])}) "
-                f"neither continues task {task}'s previous transition (episode {int(pe[i])}, step_count "
-                f"{int(ps[i])}) nor starts a new episode (step_count 0, larger episode id); write each "
-                "episode in order from step 0, with episode ids increasing per task"
+                f"MultiTaskReplay.extend: transition {int(where[j])} (episode {int(episode[j])}, step_count "
+                f"{int(step[j])}) neither continues task {int(task[j])}'s previous transition (episode "
+                f"{int(pe[j])}, step_count {int(ps[j])}) nor starts a new episode (step_count 0, larger episode "
+                "id); write each episode in order from step 0, with episode ids increasing per task"
             )
 
-    def extend(self, episode: TensorDictBase) -> None:
-        """Append transitions [n] of ONE task in time order (stored layout, see keys.py); the task's
-        oldest transitions are overwritten once its ring is full. Nothing is written on error."""
-        data = self._validated(episode)
+    def extend(self, transitions: TensorDictBase) -> None:
+        """Append transitions [n] (stored layout, see keys.py), in time order per task: tasks may
+        interleave, so a whole collector batch of many episodes is one call. A task's oldest
+        transitions are overwritten once its ring is full. Nothing is written on error."""
+        data = self._validated(transitions)
         n = data.shape[0]
         if n == 0:
             return
         task_ids = data[keys.TASK_ID].cpu()
-        task = int(task_ids[0])
-        if not 0 <= task < self.n_tasks:
-            raise ValueError(f"MultiTaskReplay.extend: task_id {task} out of range [0, {self.n_tasks - 1}]")
-        if bool((task_ids != task).any()):
-            raise ValueError(f"MultiTaskReplay.extend: one task per call, got task_ids {task_ids.unique().tolist()}")
-        self._check_order(task, data[keys.EPISODE].cpu(), data[keys.STEP_COUNT].cpu())
+        if bool(((task_ids < 0) | (task_ids >= self.n_tasks)).any()):
+            raise ValueError(f"MultiTaskReplay.extend: task_id {task_ids.unique().tolist()} out of range "
+                             f"[0, {self.n_tasks - 1}]")
+        order = torch.sort(task_ids, stable=True).indices  # grouped by task, time order kept within each
+        task = task_ids[order]
+        counts = torch.bincount(task_ids, minlength=self.n_tasks)
+        rank = torch.arange(n) - (counts.cumsum(0) - counts)[task]  # position among its task's new rows
+        self._check_order(task, rank, data[keys.EPISODE].cpu()[order], data[keys.STEP_COUNT].cpu()[order], order)
         cap = self.capacity_per_task
-        keep = min(n, cap)  # of a write longer than the ring, only the last `cap` rows survive
-        start = int(self._cursor[task]) + n - keep
-        slots = task * cap + (start + torch.arange(keep)) % cap
-        self._storage.set(slots.to(self.device), data[n - keep :])
-        self._cursor[task] = (int(self._cursor[task]) + n) % cap
-        self._size[task] = min(int(self._size[task]) + n, cap)
+        keep = rank >= counts[task] - cap  # of a task's write longer than its ring, its last `cap` rows survive
+        slots = task * cap + (self._cursor[task] + rank) % cap
+        self._storage.set(slots[keep].to(self.device), data[order[keep].to(self.device)])
+        self._cursor = (self._cursor + counts) % cap
+        self._size = torch.clamp(self._size + counts, max=cap)
 
     def clear(self, task: int) -> None:
         """Empty ``task``'s ring (PEARL clears a task's encoder buffer at each visit).

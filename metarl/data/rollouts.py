@@ -96,6 +96,7 @@ class BatchedRollouts:
 
     With ``trial_episodes`` = N every row runs RL² trials of N episodes (``make_trial_env``: ``is_init``
     only at a trial's start, ``("next", "inner_episode")`` per step); a horizon of k N T steps is k trials.
+    ``max_steps`` truncates every episode at that many steps (``make_batched_env``).
 
     ``policy`` is a TensorDict callable (a TorchRL actor); ``None`` acts uniformly at random from a
     generator seeded with ``seed``. The policy object is bound to the collector, so MAML swaps adapted
@@ -117,6 +118,7 @@ class BatchedRollouts:
         extra_transforms: Sequence[Any] = (),
         trial_episodes: int | None = None,
         trial_boundary: str = "paper",
+        max_steps: int | None = None,
     ) -> None:
         self.family = family
         self.horizon = horizon
@@ -128,7 +130,7 @@ class BatchedRollouts:
                                                   extra_transforms)
         else:
             self.env, self.task_batch = make_batched_env(family, tasks, seed, evaluation, wrap, track_init,
-                                                    extra_transforms)
+                                                         extra_transforms, max_steps=max_steps)
         spec = self.env.action_spec
         self.random_policy = UniformPolicy(spec.space.low[0], spec.space.high[0], torch.Generator().manual_seed(seed))
         self.policy = self.random_policy if policy is None else policy

@@ -73,3 +73,28 @@ def episode_to_replay(td: TensorDictBase, task_id: int, episode_id: int) -> Tens
     out.set(keys.TASK_ID, torch.full((n,), task_id, dtype=torch.int64, device=td.device))
     out.set(keys.EPISODE, torch.full((n,), episode_id, dtype=torch.int64, device=td.device))
     return out
+
+
+def batch_to_replay(td: TensorDictBase, first_episode_id: int) -> TensorDict:
+    """A flat collector batch [n] of consecutive whole or cut episodes (each starting at
+    ``step_count`` 0, or at row 0) -> the stored layout [n], episode ids counting up from
+    ``first_episode_id`` in batch order, each episode keeping the ``task_id`` it was tagged with.
+    One ``MultiTaskReplay.extend`` call then writes the whole batch."""
+    owner = "batch_to_replay"
+    check_int(owner, "first_episode_id", first_episode_id, 0)
+    if not isinstance(td, TensorDictBase) or td.batch_dims != 1 or td.shape[0] == 0:
+        raise ValueError(f"{owner}: expected a TensorDict with batch shape [n], n >= 1, got "
+                         f"{getattr(td, 'batch_size', td)}")
+    needed = [k for k in keys.STORED_KEYS if k != keys.EPISODE]
+    present = set(td.keys(include_nested=True, leaves_only=True))
+    missing = [key_name(k) for k in needed if k not in present]
+    if missing:
+        raise ValueError(f"{owner}: missing keys {missing}")
+    step = td.get(keys.STEP_COUNT).reshape(td.shape[0], -1)[:, 0].to(torch.int64)
+    starts = step == 0
+    starts[0] = True
+    out = td.select(*needed).clone(recurse=False)
+    out.set(keys.STEP_COUNT, step)
+    out.set(keys.TASK_ID, td.get(keys.TASK_ID).reshape(-1).to(torch.int64))
+    out.set(keys.EPISODE, first_episode_id - 1 + starts.to(torch.int64).cumsum(0))
+    return out

@@ -3,8 +3,9 @@ multi-task objective, with adaptation on held-out tasks (MQLAdapt, §3.2) as the
 
 One training_step is one meta-training iteration::
 
-    collect `episodes_per_iter` episodes on train tasks drawn uniformly (uniform random actions
-        during the cold start) and add them to the pooled multi-task replay
+    collect `episodes_per_iter` episodes on train tasks drawn uniformly (during the cold start:
+        uniform random actions, many rounds' episodes at once, metarl.data.cold_start) and add
+        them to the pooled multi-task replay
     repeat N times: sample a batch (histories gathered at sample time), TD3 update
 
 The meta-test protocol on one eval task (``evaluate_task``) follows the MQL reference (§3 of the
@@ -28,15 +29,18 @@ import torch
 from tensordict import TensorDictBase
 
 from metarl import keys
+from metarl.data.cold_start import ColdStartRollouts, cold_start_plan
 from metarl.data.policy import ActingPolicy
-from metarl.data.replay import MultiTaskReplay, episode_to_replay
-from metarl.data.rollouts import Rollouts, episode_returns, split_episodes
+from metarl.data.replay import MultiTaskReplay
+from metarl.data.rollouts import Rollouts, episode_returns
+from metarl.data.transitions import batch_to_replay
 from metarl.methods.mql.adapt import AdaptStats, MQLAdapt
 from metarl.methods.mql.settings import AdaptSettings, CollectSettings, TD3Settings
 from metarl.methods.mql.td3_nets import TD3ContextNets
 from metarl.nets import Actor, ContextEncoder, TwinCritic
 from metarl.training.evaluation import TaskResult
 from metarl.training.module import MetaTrainModule
+from metarl.training.schedule import next_eval_at
 from metarl.training.settings import EvalSettings
 
 
@@ -96,6 +100,7 @@ class MQLMetaTrain(TD3ContextNets, MetaTrainModule):
             self.actor, self.actor_encoder, self.family.act_dim, collect.expl_noise,
             torch.Generator().manual_seed(seed + 3),
         )
+        self._cold_start: ColdStartRollouts | None = None  # built at the cold start's first iteration
 
     # ----------------------------------------------------------------------------- data
     def make_rollouts(self, evaluation: bool) -> Rollouts:
@@ -110,26 +115,40 @@ class MQLMetaTrain(TD3ContextNets, MetaTrainModule):
 
     # ----------------------------------------------------------------------------- training
     def iteration_env_steps(self, env_steps: int) -> int:
-        """The cold start collects up to its budget in rounds of ``episodes_per_iter`` full-length
-        episodes' worth of steps; after it, ``episodes_per_iter`` full episodes."""
+        """The cold start collects whole rounds of ``episodes_per_iter`` full-length episodes' worth of
+        steps, several per iteration (``cold_start_plan``), up to its budget; after it,
+        ``episodes_per_iter`` full episodes."""
+        if env_steps < self.collect_cfg.cold_start_steps:
+            return sum(self._cold_start_plan(env_steps))
+        return self.collect_cfg.episodes_per_iter * self.family.max_episode_steps
+
+    def _cold_start_len(self) -> int:
+        return min(self.collect_cfg.cold_start_episode_len or self.family.max_episode_steps,
+                   self.family.max_episode_steps)
+
+    def _cold_start_plan(self, env_steps: int) -> list[int]:
         cfg = self.collect_cfg
-        per_iter = cfg.episodes_per_iter * self.family.max_episode_steps
-        if env_steps < cfg.cold_start_steps:
-            return max(min(cfg.cold_start_steps - env_steps, per_iter), 1)
-        return per_iter
+        return cold_start_plan(env_steps, cfg.cold_start_steps, cfg.episodes_per_iter * self.family.max_episode_steps,
+                               self._cold_start_len(), next_eval_at(env_steps, self.eval_cfg.every_env_steps),
+                               cfg.cold_start_envs)
 
     def _collect(self) -> dict[str, float]:
         """Cold start (random actions, short episodes cycling through the tasks) until its budget,
         then `episodes_per_iter` exploratory episodes on uniformly drawn train tasks."""
         cfg = self.collect_cfg
-        frames = self.iteration_env_steps(self.env_steps)
         if self.env_steps < cfg.cold_start_steps:
             self.rollouts.sampler.mode = "cycle"
-            ep_len = min(cfg.cold_start_episode_len or self.family.max_episode_steps, self.family.max_episode_steps)
-            batch = self.rollouts.collect(frames, "random", episode_cap=ep_len)
+            if self._cold_start is None:
+                self._cold_start = ColdStartRollouts(self.family, self.family.train_tasks, self.rollouts.sampler,
+                                                     self.policy.generator, self.seed, self._cold_start_len(),
+                                                     self.collect_cfg.cold_start_envs)
+            batch = self._cold_start.collect(self._cold_start_plan(self.env_steps), self.num_episodes)
         else:
+            if self._cold_start is not None:  # the cold start is over: free its envs
+                self._cold_start.close()
+                self._cold_start = None
             self.rollouts.sampler.mode = "uniform"
-            batch = self.rollouts.collect(frames, "explore")
+            batch = self.rollouts.collect(self.iteration_env_steps(self.env_steps), "explore")
         self._store(batch)
         stats = episode_returns(batch)
         metrics = {"train/return": float(np.mean([r for _, r, _ in stats]))}
@@ -138,9 +157,10 @@ class MQLMetaTrain(TD3ContextNets, MetaTrainModule):
         return metrics
 
     def _store(self, batch: TensorDictBase) -> None:
-        for ep in split_episodes(batch):
-            self.replay.extend(episode_to_replay(ep, int(ep[keys.TASK_ID][0]), self.num_episodes))
-            self.num_episodes += 1
+        """Write a flat collector batch of whole or cut episodes to the replay in one call."""
+        transitions = batch_to_replay(batch, self.num_episodes)
+        self.replay.extend(transitions)
+        self.num_episodes = int(transitions[keys.EPISODE][-1]) + 1
         self.env_steps += batch.shape[0]
 
     def _n_updates(self, frames: int) -> int:

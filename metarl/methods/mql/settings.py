@@ -39,12 +39,15 @@ class CollectSettings:
     expl_noise: float = 0.3  # paper Table 1 "TD3 exploration noise"
     cold_start_steps: int = 10_000  # reference: max(num_initial_steps * n_train, burn_in)
     cold_start_episode_len: int = 50  # reference: max_path_length / 4 during the cold start
+    # [M] episodes stepped together during the cold start (one batched env): a speed knob only, the
+    # data do not depend on it (metarl.data.cold_start); each costs one env in memory.
+    cold_start_envs: int = 128
     min_replay_for_full_updates: int = 100_000  # reference `min_buffer_size`
     replay_size: int = 1_000_000  # reference `replay_size` (pooled over tasks)
     snapshot_size: int = 2000  # reference `snapshot_size`: recent per-task data for the classifier
 
     def validate(self) -> None:
-        for name in ("episodes_per_iter", "replay_size", "snapshot_size"):
+        for name in ("episodes_per_iter", "replay_size", "snapshot_size", "cold_start_envs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"collect.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("cold_start_steps", "cold_start_episode_len", "min_replay_for_full_updates"):
