@@ -41,8 +41,8 @@ def fit_args(out: Path, *extra: str, base: Sequence[str] = TINY) -> list[str]:
     return [*base, f"--trainer.logger={json.dumps(logger)}", f"--checkpoint.dirpath={out / 'ckpt'}", *extra]
 
 
-def fit(out: Path, *extra: str, base: Sequence[str] = TINY) -> None:
-    """``python -m metarl fit`` in this process (no import cost); raises SystemExit on an error."""
+def run_main(args: Sequence[str]) -> None:
+    """``python -m metarl ARGS`` in this process (no import cost); raises SystemExit on an error."""
     from metarl.cli import main
 
     argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees pytest's arguments
@@ -51,10 +51,15 @@ def fit(out: Path, *extra: str, base: Sequence[str] = TINY) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        main(fit_args(out, *extra, base=base))
+        main(list(args))
     finally:
         sys.argv = argv
         torch.set_num_threads(threads)
+
+
+def fit(out: Path, *extra: str, base: Sequence[str] = TINY) -> None:
+    """``python -m metarl fit`` of ``base`` into ``out`` (CSV metrics, checkpoints in ``out/ckpt``)."""
+    run_main(fit_args(out, *extra, base=base))
 
 
 def run_cli(cwd: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
@@ -72,9 +77,9 @@ def load(path: Path) -> dict[str, Any]:
     return torch.load(path, weights_only=True, map_location="cpu")
 
 
-def metrics(out: Path) -> list[dict[str, str]]:
+def metrics(out: Path, columns: Sequence[str] = COMPARED) -> list[dict[str, str]]:
     with open(out / "csv" / "version_0" / "metrics.csv") as f:
-        return [{k: row.get(k, "") for k in COMPARED} for row in csv.DictReader(f)]
+        return [{k: row.get(k, "") for k in columns} for row in csv.DictReader(f)]
 
 
 def at_epoch_end(ckpt: dict[str, Any]) -> bool:

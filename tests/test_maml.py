@@ -14,8 +14,8 @@ import torch
 
 from metarl import keys
 from tests.conftest import cli_model
-from tests.resume_support import counters, load
-from tests.test_rl2 import _assert_same_state, _main
+from tests.resume_support import counters, fit, load, metrics, run_main
+from tests.test_rl2 import _assert_same_state
 
 T = 5
 
@@ -104,18 +104,16 @@ TINY = ["fit", "--config", "maml_point_robot.yaml", "--config", "debug.yaml",
 
 
 def _fit(out: Path, *extra: str) -> None:
-    logger = {"class_path": "pytorch_lightning.loggers.CSVLogger",
-              "init_args": {"save_dir": str(out), "name": "csv", "version": 0}}
-    _main([*TINY, f"--trainer.logger={json.dumps(logger)}", f"--checkpoint.dirpath={out / 'ckpt'}", *extra])
+    fit(out, *extra, base=TINY)
+
+
+MAML_COMPARED = ["step", "epoch", "train/env_steps", "train/return", "train/return_pre_adapt",
+                 "maml/loss_before", "maml/loss_after", "maml/kl_after",
+                 "eval/env_steps", "eval/return_pre_adapt", "eval/return_post_adapt"]
 
 
 def _metrics(out: Path) -> list[dict[str, str]]:
-    import csv
-
-    cols = ["step", "epoch", "train/env_steps", "train/return", "train/return_pre_adapt", "maml/loss_before",
-            "maml/loss_after", "maml/kl_after", "eval/env_steps", "eval/return_pre_adapt", "eval/return_post_adapt"]
-    with open(out / "csv" / "version_0" / "metrics.csv") as f:
-        return [{k: row.get(k, "") for k in cols} for row in csv.DictReader(f)]
+    return metrics(out, MAML_COMPARED)
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +123,6 @@ def maml_straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _same(a: dict, b: dict) -> None:
-    _assert_same_state(a, b)
-
-
 def test_exact_resume(maml_straight: Path, tmp_path: Path) -> None:
     half = tmp_path / "half"
     _fit(half, "--model.init_args.total_env_steps=320")
@@ -136,7 +130,7 @@ def test_exact_resume(maml_straight: Path, tmp_path: Path) -> None:
     _fit(rest, f"--ckpt_path={half / 'ckpt' / 'last.ckpt'}")
     straight = load(maml_straight / "ckpt" / "last.ckpt")
     assert counters(straight) == {"env_steps": 640, "num_updates": 4, "num_episodes": 32, "iteration": 4}
-    _same(straight, load(rest / "ckpt" / "last.ckpt"))
+    _assert_same_state(straight, load(rest / "ckpt" / "last.ckpt"))
     assert _metrics(half) + _metrics(rest) == _metrics(maml_straight)
     evals = [float(r["eval/env_steps"]) for r in _metrics(maml_straight) if r["eval/env_steps"]]
     assert evals == [0.0, 320.0, 640.0]
@@ -151,12 +145,12 @@ def test_sigterm_checkpoints_and_resumes_exactly(maml_straight: Path, tmp_path: 
     assert counters(load(out / "ckpt" / "last.ckpt"))["iteration"] == 3
     rest = tmp_path / "rest"
     _fit(rest, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
-    _same(load(maml_straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
+    _assert_same_state(load(maml_straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
 
 
 def test_meta_test_reports_a_maml_checkpoint(maml_straight: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = maml_straight / "ckpt" / "last.ckpt"
-    _main(["test", *TINY[1:5], f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu"])
+    run_main(["test", *TINY[1:5], f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu"])
     report = json.loads((ckpt.parent / "meta_test.json").read_text())
     assert report["method"] == "maml" and report["family"] == "point-robot" and len(report["tasks"]) == 20
     assert "return_post_adapt:" in capsys.readouterr().out
@@ -166,7 +160,7 @@ def test_a_checkpoint_of_another_method_is_a_one_line_error(
     maml_straight: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as stop:
-        _main(["fit", "--config", "rl2_point_robot.yaml", "--config", "debug.yaml", "--trainer.accelerator=cpu",
+        run_main(["fit", "--config", "rl2_point_robot.yaml", "--config", "debug.yaml", "--trainer.accelerator=cpu",
                "--trainer.logger=false", f"--checkpoint.dirpath={tmp_path / 'ckpt'}",
                f"--ckpt_path={maml_straight / 'ckpt' / 'last.ckpt'}"])
     assert stop.value.code == 2

@@ -5,7 +5,6 @@ checkpoint of another method."""
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 from pathlib import Path
@@ -18,7 +17,7 @@ from metarl import keys
 from metarl.methods.rl2 import inner_episode_returns
 from metarl.nets.recurrent_policy import HIDDEN
 from tests.conftest import cli_model
-from tests.resume_support import counters, load
+from tests.resume_support import counters, fit, load, metrics, run_main
 
 T, N = 5, 2  # debug-sized trials: 2 inner episodes of 5 steps
 
@@ -119,31 +118,12 @@ COMPARED = ["step", "epoch", "train/env_steps", "train/updates", "train/return",
             "eval/return_post_adapt", "eval/return_episode_1"]
 
 
-def _main(args: list[str]) -> None:
-    """``python -m metarl ARGS`` in this process, on one intra-op thread (as tests/resume_support.py)."""
-    import sys
-
-    from metarl.cli import main
-
-    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees pytest's arguments
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        main(args)
-    finally:
-        sys.argv = argv
-        torch.set_num_threads(threads)
-
-
 def _fit(out: Path, *extra: str) -> None:
-    logger = {"class_path": "pytorch_lightning.loggers.CSVLogger",
-              "init_args": {"save_dir": str(out), "name": "csv", "version": 0}}
-    _main([*TINY, f"--trainer.logger={json.dumps(logger)}", f"--checkpoint.dirpath={out / 'ckpt'}", *extra])
+    fit(out, *extra, base=TINY)
 
 
 def _metrics(out: Path) -> list[dict[str, str]]:
-    with open(out / "csv" / "version_0" / "metrics.csv") as f:
-        return [{k: row.get(k, "") for k in COMPARED} for row in csv.DictReader(f)]
+    return metrics(out, COMPARED)
 
 
 def _assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
@@ -196,7 +176,7 @@ def test_sigterm_checkpoints_and_resumes_exactly(rl2_straight: Path, tmp_path: P
 
 def test_meta_test_reports_an_rl2_checkpoint(rl2_straight: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = rl2_straight / "ckpt" / "last.ckpt"
-    _main(["test", *TINY[1:5], f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu"])
+    run_main(["test", *TINY[1:5], f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu"])
     report = json.loads((ckpt.parent / "meta_test.json").read_text())
     assert report["method"] == "rl2" and report["family"] == "point-robot" and len(report["tasks"]) == 20
     assert {"return_episode_1", "return_episode_2"} <= report["tasks"][0].keys()
@@ -207,7 +187,7 @@ def test_a_checkpoint_of_another_method_is_a_one_line_error(
     rl2_straight: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as stop:
-        _main(["fit", "--config", "point_robot.yaml", "--config", "debug.yaml", "--trainer.accelerator=cpu",
+        run_main(["fit", "--config", "point_robot.yaml", "--config", "debug.yaml", "--trainer.accelerator=cpu",
               "--trainer.logger=false", f"--checkpoint.dirpath={tmp_path / 'ckpt'}",
               f"--ckpt_path={rl2_straight / 'ckpt' / 'last.ckpt'}"])
     assert stop.value.code == 2
