@@ -8,7 +8,6 @@ is tests/test_algorithms_mpc.py.)"""
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import signal
 from pathlib import Path
@@ -23,7 +22,7 @@ from metarl.data.trajectories import TrajectoryReplay
 from metarl.methods.maml_model import update
 from metarl.methods.maml_model.update import Transitions, adapted_params, meta_step, split_segments, transitions
 from tests.conftest import cli_model
-from tests.resume_support import assert_same_state, counters, fit, load, metrics
+from tests.resume_support import assert_same_state, counters, fit, load, metrics, run_main
 
 M = 4  # debug/maml_model.yaml: past_steps = future_steps = 4
 
@@ -194,11 +193,6 @@ TINY = ["fit", "--config", "maml_model_point_robot.yaml", "--config", "debug.yam
 OWN = ["model/loss_pre", "model/loss_post", "adapt/model_loss_pre", "adapt/model_loss_post", "train/updates"]
 
 
-def _columns(out: Path) -> list[dict[str, str]]:
-    with open(out / "csv" / "version_0" / "metrics.csv") as f:
-        return [{k: row.get(k, "") for k in OWN} for row in csv.DictReader(f)]
-
-
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("maml_model_straight")
@@ -216,8 +210,8 @@ def test_exact_resume(straight: Path, tmp_path: Path) -> None:
     assert_same_state(done, load(rest / "ckpt" / "last.ckpt"))
     assert int(done["metarl"]["replay"]["size"].sum()) == 400
     assert metrics(half) + metrics(rest) == metrics(straight)
-    assert _columns(half) + _columns(rest) == _columns(straight)
-    assert all(any(row[k] for row in _columns(straight)) for k in OWN)
+    assert metrics(half, OWN) + metrics(rest, OWN) == metrics(straight, OWN)
+    assert all(any(row[k] for row in metrics(straight, OWN)) for k in OWN)
     evals = [float(r["eval/env_steps"]) for r in metrics(straight) if r["eval/env_steps"]]
     assert evals == [0.0, 200.0, 400.0]
 
@@ -234,21 +228,9 @@ def test_sigterm_checkpoints_and_resumes_exactly(straight: Path, tmp_path: Path)
     assert_same_state(load(straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
 
 
-def _main(args: list[str]) -> None:
-    import sys
-
-    from metarl.cli import main
-
-    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees pytest's arguments
-    try:
-        main(args)
-    finally:
-        sys.argv = argv
-
-
 def test_meta_test_reports_a_maml_model_checkpoint(straight: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = straight / "ckpt" / "last.ckpt"
-    _main(["test", *TINY[1:5], f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu"])
+    run_main(["test", *TINY[1:5], f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu"])
     report = json.loads((ckpt.parent / "meta_test.json").read_text())
     assert report["method"] == "maml_model" and report["family"] == "point-robot" and len(report["tasks"]) == 20
     assert {"model_loss_pre", "model_loss_post"} <= report["tasks"][0].keys()
@@ -257,7 +239,7 @@ def test_meta_test_reports_a_maml_model_checkpoint(straight: Path, capsys: pytes
 
 def _error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     with pytest.raises(SystemExit) as stop:
-        _main(list(args))
+        run_main(list(args))
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("metarl: error:") and "Traceback" not in err

@@ -250,15 +250,8 @@ def test_exact_resume(mier_straight: Path, tmp_path: Path) -> None:
     assert evals == [0.0, 200.0, 400.0, 600.0]
     own = ["mier/model_loss_pre", "mier/model_loss_post", "mier/context_norm", "mier/alpha", "train/loss_alpha",
            "adapt/model_loss_pre", "adapt/model_loss_post", "adapt/context_norm"]
-    assert _columns(half, own) + _columns(rest, own) == _columns(mier_straight, own)
-    assert all(any(row[k] for row in _columns(mier_straight, own)) for k in own)
-
-
-def _columns(out: Path, names: list[str]) -> list[dict[str, str]]:
-    import csv
-
-    with open(out / "csv" / "version_0" / "metrics.csv") as f:
-        return [{k: row.get(k, "") for k in names} for row in csv.DictReader(f)]
+    assert metrics(half, own) + metrics(rest, own) == metrics(mier_straight, own)
+    assert all(any(row[k] for row in metrics(mier_straight, own)) for k in own)
 
 
 def test_sigterm_checkpoints_and_resumes_exactly(mier_straight: Path, tmp_path: Path) -> None:
