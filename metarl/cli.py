@@ -47,6 +47,7 @@ from metarl.training.resume import (
 )
 from metarl.training.run_checks import check_module, check_numbers
 from metarl.training.run_dir import continue_run, install_csv_writers, prepare_run_folders
+from metarl.training.seeds import MultiSeed, parse_seeds
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": -1,  # the env-step budget ends the run
@@ -103,6 +104,11 @@ class MetaRLCLI(LightningCLI):
             help="torch intra-op threads (null: OMP_NUM_THREADS if set, else 1: measured fastest for these nets "
                  "on shared 2-core machines; see README)",
         )
+        parser.add_argument(
+            "--seeds", type=list[int] | int | str | None, default=None,
+            help="train these seeds in one process, e.g. 0,1,2 (each as model.init_args.seed=k alone would; "
+                 "metrics per seed and their mean; see README). One seed is a plain run with that seed",
+        )
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         try:
@@ -118,11 +124,40 @@ class MetaRLCLI(LightningCLI):
         except Exception:
             return self.parser
 
+    def _read_seeds(self, sub: str) -> list[int] | None:
+        """``--seeds``: two or more seeds make a multi-seed run; one is a plain run with that seed."""
+        try:
+            seeds = parse_seeds(self.config[sub].get("seeds"))
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+        if seeds is not None and len(seeds) == 1:
+            self.config[sub]["model.init_args.seed"] = seeds[0]
+            return None
+        return seeds
+
+    def _check_ckpt_seeds(self, sub: str, ckpt_path: str, ckpt: dict[str, Any], hparams: dict[str, Any],
+                          config_args: dict[str, Any]) -> None:
+        """A checkpoint's seeds must be the run's (``test`` without ``--seeds`` takes the checkpoint's)."""
+        saved = ckpt["metarl"].get("seeds")
+        if saved is not None and self._seeds is None and sub != "fit" and self.config[sub].get("seeds") is None:
+            self._seeds = list(saved)
+            self.config[sub]["seeds"] = list(saved)
+        if saved is not None and self._seeds is not None:
+            config_args["seed"] = hparams.get("seed", config_args.get("seed"))  # the first seed's, as saved
+        if saved == self._seeds:
+            return
+        def held(seeds: Any) -> str:
+            return f"seeds {','.join(map(str, seeds))}" if seeds else f"a single-seed run (seed {hparams.get('seed')})"
+        wanted = held(self._seeds) if self._seeds else f"a single seed ({config_args.get('seed')})"
+        hint = f"; add --seeds {','.join(map(str, saved))}" if saved else "; leave out --seeds"
+        raise CheckpointError(f"checkpoint {ckpt_path} holds {held(saved)}, but this {sub} asks for {wanted}{hint}")
+
     def _parse_ckpt_path(self) -> None:
         """Checks the checkpoint and keeps the user's resumable overrides (see training/resume.py)."""
         sub = self.config.get("subcommand")
         if not sub:
             return
+        self._seeds = self._read_seeds(sub)
         self._restart = False
         if sub == "fit":
             self._restart = self._resume_requeued_sweep_run(self.config[sub])
@@ -153,6 +188,7 @@ class MetaRLCLI(LightningCLI):
                 f"checkpoint {ckpt_path} holds a {class_path}, but the config asks for model.class_path {wanted_class}"
             )
         config_args = model_cfg.init_args.as_dict() if hasattr(model_cfg, "init_args") else {}
+        self._check_ckpt_seeds(sub, ckpt_path, ckpt, hparams, config_args)
         if continues_run:
             merged = merge_for_resume(ckpt_path, hparams, config_args)
         else:  # test / validate: e.g. a seed-2 run is tested with the shipped YAML as it is
@@ -203,7 +239,10 @@ class MetaRLCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         try:
-            super().instantiate_classes()
+            if getattr(self, "_seeds", None):
+                self._instantiate_seeds(self._seeds)
+            else:
+                super().instantiate_classes()
         except (ValueError, TypeError, KeyError, ArgumentError, RuntimeError, MemoryError) as err:
             inner = innermost_error(err)
             if isinstance(inner, MemoryError) or "can't allocate memory" in str(inner) or \
@@ -213,6 +252,27 @@ class MetaRLCLI(LightningCLI):
             if not isinstance(inner, (ValueError, ArgumentError)):
                 raise
             raise ConfigError(describe_instantiation_error(err)) from err
+
+    def _instantiate_seeds(self, seeds: list[int]) -> None:
+        """One method module per seed, each built as a single-seed run with ``model.init_args.seed=k``
+        (its hyperparameters say seed k), in a :class:`MultiSeed`."""
+        cfg = self.config[self.subcommand]
+        members, first_init = [], None
+        for k in seeds:
+            cfg["model.init_args.seed"] = k
+            if hasattr(self, "config_dump"):
+                del self.config_dump  # the saved hyperparameters are dumped from the config, per seed
+            init = self.parser.instantiate_classes(self.config)
+            members.append(self._get(init, "model"))
+            first_init = first_init or init
+        cfg["model.init_args.seed"] = seeds[0]
+        if hasattr(self, "config_dump"):
+            del self.config_dump
+        self.config_init = first_init
+        self.datamodule = self._get(first_init, "data")
+        self.model = MultiSeed(members)
+        self._add_configure_optimizers_method_to_model(self.subcommand)
+        self.trainer = self.instantiate_trainer()
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         try:
@@ -233,7 +293,8 @@ class MetaRLCLI(LightningCLI):
 
     def _prepare_fit(self, trainer: Any, checkpoint: MetaCheckpoint | None) -> None:
         """Before anything is written: contradicting settings, the run's folders, the console."""
-        for warning in check_module(self.model):
+        warnings = dict.fromkeys(w for m in getattr(self.model, "members", [self.model]) for w in check_module(m))
+        for warning in warnings:
             print(f"metarl: warning: {warning}", file=sys.stderr)
         resume_from = self.config["fit"].get("ckpt_path")
         ckpt_dir = None

@@ -78,6 +78,10 @@ class MetaTrainModule(pl.LightningModule):
         self._test_results: list[TaskResult] = []
         self._rollouts: Any = None
         self._eval_rollouts: Any = None
+        #: Set when this module is one seed of a multi-seed run (training/seeds.py): the host module
+        #: that the Trainer drives, and which of the host's optimizers are this seed's.
+        self._seed_host: pl.LightningModule | None = None
+        self._seed_optimizers: slice | None = None
 
     # ----------------------------------------------------------------------------- the method
     @abstractmethod
@@ -106,6 +110,23 @@ class MetaTrainModule(pl.LightningModule):
     @abstractmethod
     def load_method_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`method_state` (ValueError on a mismatch)."""
+
+    def optimizers(self, use_pl_optimizer: bool = True) -> Any:
+        """Lightning's, except that one seed of a multi-seed run gets its own slice of the host's."""
+        if self._seed_optimizers is None:
+            return super().optimizers(use_pl_optimizer)
+        assert self._seed_host is not None
+        trainer = self._seed_host.trainer
+        opts = trainer.strategy._lightning_optimizers if use_pl_optimizer else trainer.optimizers
+        mine = list(opts)[self._seed_optimizers]
+        return mine[0] if len(mine) == 1 else mine
+
+    def seed_global_rngs(self) -> None:
+        """The global generators at the start of a new run: from ``seed`` alone, so that one seed of a
+        multi-seed run sees the same global streams as a run of that seed alone (training/seeds.py)."""
+        random.seed(self.seed)
+        np.random.seed(self.seed)
+        torch.manual_seed(self.seed)
 
     @property
     def rollouts(self) -> Any:
@@ -237,8 +258,7 @@ class MetaTrainModule(pl.LightningModule):
                     run.define_metric(f"{prefix}/*", step_metric="eval/env_steps")
 
     def on_train_start(self) -> None:
-        random.seed(self.seed)
-        np.random.seed(self.seed)
+        self.seed_global_rngs()
         if self.env_steps == 0 and self.eval_cfg.at_start and self._pending_rng is None:
             self._evaluate_at_start()
 
@@ -255,8 +275,12 @@ class AdaptModule(pl.LightningModule):
 
 def backward(module: pl.LightningModule, loss: torch.Tensor) -> None:
     """``manual_backward`` inside a Trainer, plain ``backward`` outside one (adaptation runs inside
-    the validation loop, from Python, and in tests without a Trainer)."""
-    if module._trainer is None:
+    the validation loop, from Python, and in tests without a Trainer). One seed of a multi-seed run
+    goes through the host module the Trainer drives (its precision plugin)."""
+    host = getattr(module, "_seed_host", None)
+    if host is not None and host._trainer is not None:
+        host.manual_backward(loss)
+    elif module._trainer is None:
         loss.backward()
     else:
         module.manual_backward(loss)

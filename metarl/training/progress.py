@@ -310,7 +310,7 @@ def _checkpoint_path(trainer: pl.Trainer) -> str | None:
 def method_name(module: Any) -> str:
     """MQL, PEARL, ...: the module's ``method_name``, else its ``metarl.methods.<name>`` package, else
     the class."""
-    explicit = getattr(type(module), "method_name", None)
+    explicit = getattr(module, "method_name", None)
     if isinstance(explicit, str) and explicit:
         return explicit.upper()
     parts = type(module).__module__.split(".")
@@ -337,6 +337,10 @@ def _size(n_bytes: float) -> str:
 
 def checkpoint_bytes(module: Any) -> float | None:
     """A full checkpoint's size once the replay is full: parameters, optimizer moments, replay."""
+    members = getattr(module, "members", None)
+    if members is not None:  # a multi-seed run: every seed's state
+        sizes = [checkpoint_bytes(m) for m in members]
+        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[misc]
     replay = getattr(module, "replay", None)
     per = getattr(replay, "bytes_per_transition", None)
     if replay is None or not callable(per):
@@ -355,8 +359,10 @@ def start_block(trainer: pl.Trainer, module: Any, threads: tuple[int, str], resu
     steps = _int(getattr(module, "env_steps", None)) or 0
     total = _int(getattr(module, "total_env_steps", None))
     seed = getattr(module, "seed", None)
-    lines = [f"metarl fit: {method_name(module)} on {name} ({n_train} train / {n_eval} eval tasks)"
-             + (f", seed {seed}" if seed is not None else "")]
+    seeds = getattr(module, "seeds", None)
+    which = f", seeds {', '.join(map(str, seeds))} in one process" if seeds else \
+        (f", seed {seed}" if seed is not None else "")
+    lines = [f"metarl fit: {method_name(module)} on {name} ({n_train} train / {n_eval} eval tasks){which}"]
     budget = f"{total:,} env steps" if total else "?"
     if resumed_from:
         budget += f", resuming at {steps:,} from {_rel(resumed_from)}"

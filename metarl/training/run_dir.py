@@ -36,6 +36,8 @@ TMP_FILE = re.compile(r"^\..+\.ckpt\..+\.tmp$")
 #: ``last.ckpt``, and ``last-vN.ckpt`` of folders written by older metarl versions.
 LAST_FILE = re.compile(r"^last(-v\d+)?\.ckpt$")
 TASK_PREFIX = "train/return_task/"
+#: ``train/return_task/<k>``, and ``seed<s>/train/return_task/<k>`` of a multi-seed run.
+TASK_KEY = re.compile(r"^(?:seed(\d+)/)?train/return_task/(.+)$")
 TASK_RETURNS_FILE = "train_task_returns.csv"
 
 
@@ -224,7 +226,8 @@ class RunCSVWriter(ExperimentWriter):
 
     - a resumed run appends to its ``metrics.csv`` (Lightning's deletes an existing one);
     - ``train/return_task/<k>`` goes to ``train_task_returns.csv``, one row per played episode
-      (``step, train/env_steps, task, return``), not to one mostly-empty column per task.
+      (``step, train/env_steps, task, return``), not to one mostly-empty column per task; a
+      multi-seed run's ``seed<s>/train/return_task/<k>`` too, with a ``seed`` column.
     """
 
     def __init__(self, log_dir: str, append: bool) -> None:
@@ -248,12 +251,12 @@ class RunCSVWriter(ExperimentWriter):
         return new
 
     def log_metrics(self, metrics_dict: dict[str, Any], step: int | None = None) -> None:
-        tasks = {k: v for k, v in metrics_dict.items() if k.startswith(TASK_PREFIX)}
+        tasks = {k: (m.group(1), m.group(2), v) for k, v in metrics_dict.items() if (m := TASK_KEY.match(k))}
         if tasks:
             env_steps = metrics_dict.get("train/env_steps")
-            for key, value in sorted(tasks.items(), key=lambda kv: _task_order(kv[0])):
-                self._task_rows.append({"step": step, "train/env_steps": _number(env_steps),
-                                        "task": key[len(TASK_PREFIX):], "return": _number(value)})
+            for seed, task, value in sorted(tasks.values(), key=lambda t: (int(t[0] or 0), _task_order(t[1]))):
+                row = {"step": step, "train/env_steps": _number(env_steps), "task": task, "return": _number(value)}
+                self._task_rows.append(row if seed is None else {**row, "seed": int(seed)})
             metrics_dict = {k: v for k, v in metrics_dict.items() if k not in tasks}
         if metrics_dict:
             super().log_metrics(metrics_dict, step)
@@ -264,7 +267,8 @@ class RunCSVWriter(ExperimentWriter):
             return
         exists = self._fs.isfile(self.task_returns_path)
         with self._fs.open(self.task_returns_path, "a" if exists else "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["step", "train/env_steps", "task", "return"])
+            seeded = ["seed"] if "seed" in self._task_rows[0] else []
+            writer = csv.DictWriter(f, fieldnames=["step", "train/env_steps", *seeded, "task", "return"])
             if not exists:
                 writer.writeheader()
             writer.writerows(self._task_rows)
@@ -278,8 +282,7 @@ def _number(value: Any) -> Any:
     return item() if callable(item) else value
 
 
-def _task_order(key: str) -> tuple[int, str]:
-    tail = key[len(TASK_PREFIX):]
+def _task_order(tail: str) -> tuple[int, str]:
     return (int(tail), "") if tail.isdigit() else (sys.maxsize, tail)
 
 
