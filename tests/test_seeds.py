@@ -161,3 +161,24 @@ def test_bad_seeds_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["metarl: error: seeds must be distinct, got [1, 1]"]
     assert not torch.cuda.is_initialized()
+
+
+def test_mql_batched_update_equals_the_seed_by_seed_updates(multi: Path, tmp_path: Path) -> None:
+    """``batched_update``: the seeds' TD3 updates as one stacked update (SeedBatchedTD3Nets); the same
+    run up to fp32 rounding (batched and plain GEMMs round differently), Lightning's step count included."""
+    fit(tmp_path, SEEDS, "--model.init_args.batched_update=true")
+    columns = ["step"] + [f"seed{k}/{name}" for k in (0, 1) for name in PER_SEED]
+    got, want = metrics(tmp_path, columns), metrics(multi, columns)
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    for key in columns[1:]:
+        assert _column(got, key) == pytest.approx(_column(want, key), rel=1e-4, abs=1e-5), key
+    a, b = load(tmp_path / "ckpt" / "last.ckpt"), load(multi / "ckpt" / "last.ckpt")
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(value, b["state_dict"][key], rtol=1e-4, atol=1e-5, msg=key)
+    for oa, ob in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
+        assert oa["state"].keys() == ob["state"].keys()
+        for pid, sa in oa["state"].items():
+            for name, value in sa.items():
+                torch.testing.assert_close(torch.as_tensor(value), torch.as_tensor(ob["state"][pid][name]),
+                                           rtol=1e-4, atol=1e-6)

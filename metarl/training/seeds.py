@@ -133,10 +133,13 @@ class MultiSeed(MetaTrainModule):
 
     def meta_train_iteration(self) -> dict[str, float]:
         per_seed: list[dict[str, float]] = []
+        # A method may run its seeds' iterations together (MQL's batched_update): ``seed_batched_iteration``.
+        together = getattr(type(self.members[0]), "seed_batched_iteration", None)
+        batched = together(list(self.members), self._as_seed) if together is not None else None
         for i in range(len(self.members)):
             with self._as_seed(i) as m:
                 start = time.perf_counter()
-                metrics = m.meta_train_iteration()
+                metrics = m.meta_train_iteration() if batched is None else batched[i]
                 m.iteration += 1
                 metrics.setdefault("train/env_steps", float(m.env_steps))
                 metrics.setdefault("time/iteration_s", time.perf_counter() - start)

@@ -35,6 +35,7 @@ from metarl.data.replay import MultiTaskReplay
 from metarl.data.rollouts import Rollouts, episode_returns
 from metarl.data.transitions import batch_to_replay
 from metarl.methods.mql.adapt import AdaptStats, MQLAdapt
+from metarl.methods.mql.seed_batched import CollectPhase, batched_iteration
 from metarl.methods.mql.settings import AdaptSettings, CollectSettings, TD3Settings
 from metarl.methods.mql.td3_nets import TD3ContextNets
 from metarl.nets import Actor, ContextEncoder, TwinCritic
@@ -54,6 +55,9 @@ class MQLMetaTrain(TD3ContextNets, MetaTrainModule):
     updates_per_iter: paper Table 1 "Parameter updates per iteration (meta-training)".
     total_env_steps: the meta-training budget.
     seed: seeds nets, tasks, envs, noise and sampling.
+    batched_update: in a multi-seed run (``--seeds``), run the seeds' TD3 updates as one update over
+        nets stacked on a seed dimension (``SeedBatchedTD3Nets``; equal to the seed-by-seed updates up to
+        fp32 rounding). Off by default: on CPU it measured no faster (BENCHMARKS.md). No effect alone.
     """
 
     method_name = "mql"
@@ -75,8 +79,10 @@ class MQLMetaTrain(TD3ContextNets, MetaTrainModule):
         eval: EvalSettings = EvalSettings(),
         adapt: AdaptSettings = AdaptSettings(),
         seed: int = 0,
+        batched_update: bool = False,
     ) -> None:
         super().__init__(family, family_overrides, total_env_steps, eval, seed)
+        self.batched_update = batched_update
         self.save_hyperparameters()
         for name, value in (("history_len", history_len), ("batch_size", batch_size),
                             ("updates_per_iter", updates_per_iter)):
@@ -175,36 +181,54 @@ class MQLMetaTrain(TD3ContextNets, MetaTrainModule):
 
     def meta_train_iteration(self) -> dict[str, float]:
         critic_opt, actor_opt = self.optimizers()  # type: ignore[misc]
-        t0 = time.perf_counter()
-        steps_before = self.env_steps
-        metrics = self._collect()
-        t1 = time.perf_counter()
-        n = self._n_updates(self.env_steps - steps_before)
+        phase = self.collect_phase()
         # Losses are summed on the device: one host sync per iteration (the float() below), none per update.
         loss_c = loss_a = torch.zeros((), device=self.device)
         n_actor = 0
-        for _ in range(n):
-            sample = self.replay.sample(self.batch_size, self.sample_gen).to(self.device)
-            noise = torch.randn(sample.shape[0], self.act_dim, generator=self.noise_gen).to(self.device)
-            out = self.td3_update(sample, self.num_updates, critic_opt, actor_opt, self.td3, noise)
+        for _ in range(phase.n_updates):
+            out = self.td3_update(*self.update_inputs(), critic_opt, actor_opt, self.td3, self.update_noise())
             self.num_updates += 1
             loss_c = loss_c + out.loss_critic
             if out.loss_actor is not None:
                 loss_a, n_actor = loss_a + out.loss_actor, n_actor + 1
+        return self.finish_iteration(phase, loss_c, loss_a, n_actor)
+
+    def collect_phase(self) -> CollectPhase:
+        """An iteration's collection, and the number of updates that follow it."""
+        t0 = time.perf_counter()
+        steps_before = self.env_steps
+        metrics = self._collect()
+        t1 = time.perf_counter()
+        return CollectPhase(metrics, self._n_updates(self.env_steps - steps_before), self.env_steps - steps_before,
+                            t1 - t0, t1)
+
+    def update_inputs(self) -> tuple[TensorDictBase, int]:
+        """The next update's minibatch and index (sampled with this seed's generator)."""
+        return self.replay.sample(self.batch_size, self.sample_gen).to(self.device), self.num_updates
+
+    def update_noise(self) -> torch.Tensor:
+        return torch.randn(self.batch_size, self.act_dim, generator=self.noise_gen).to(self.device)
+
+    def finish_iteration(self, phase: CollectPhase, loss_c: torch.Tensor, loss_a: torch.Tensor,
+                         n_actor: int) -> dict[str, float]:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # updates/s must time the work, not its queueing
         t2 = time.perf_counter()
+        n, metrics = phase.n_updates, phase.metrics
         metrics.update({
             "train/env_steps": float(self.env_steps),
             "train/updates": float(self.num_updates),
-            "time/env_steps_per_s": (self.env_steps - steps_before) / max(t1 - t0, 1e-9),
+            "time/env_steps_per_s": phase.frames / max(phase.collect_s, 1e-9),
         })
         if n:
             metrics["train/loss_critic"] = float(loss_c) / n
-            metrics["time/updates_per_s"] = n / max(t2 - t1, 1e-9)
+            metrics["time/updates_per_s"] = n / max(t2 - phase.collected_at, 1e-9)
         if n_actor:
             metrics["train/loss_actor"] = float(loss_a) / n_actor
         return metrics
+
+    #: In a multi-seed run with ``batched_update``, the seeds' updates run as one stacked update.
+    seed_batched_iteration = staticmethod(batched_iteration)
 
     # ----------------------------------------------------------------------------- evaluation
     def evaluate_task(self, task_index: int) -> TaskResult:

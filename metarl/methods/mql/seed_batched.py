@@ -15,8 +15,10 @@ that a single-seed ``TD3ContextNets`` of the same sizes loads (``load_seed_state
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import pytorch_lightning as pl
 import torch
@@ -34,7 +36,8 @@ from metarl.nets.stacked import (
 )
 from metarl.training.module import backward
 
-__all__ = ["SeedBatchedTD3Nets", "stack_optimizer_states", "unstack_optimizer_state"]
+__all__ = ["CollectPhase", "SeedBatchedTD3Nets", "batched_iteration", "stack_optimizer_states",
+           "unstack_optimizer_state"]
 
 
 class SeedBatchedTD3Nets(TD3ContextNets):
@@ -156,3 +159,102 @@ def stack_optimizer_states(states: Sequence[Mapping[str, Any]]) -> dict[str, Any
 
 
 _PER_SEED = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
+# ---------------------------------------------------------------------------------------------- in fit
+@dataclass
+class CollectPhase:
+    """What an MQL iteration's collection leaves for its updates (``MQLMetaTrain.collect_phase``)."""
+
+    metrics: dict[str, float]
+    n_updates: int
+    frames: int
+    collect_s: float
+    collected_at: float
+
+
+class _Seed(Protocol):
+    """The parts of ``MQLMetaTrain`` that the batched iteration uses (no import of the module above)."""
+
+    batched_update: bool
+    num_updates: int
+    td3: TD3Settings
+    device: torch.device
+
+    def collect_phase(self) -> CollectPhase: ...
+    def update_inputs(self) -> tuple[TensorDictBase, int]: ...
+    def update_noise(self) -> Tensor: ...
+    def optimizers(self, use_pl_optimizer: bool = True) -> Any: ...
+    def finish_iteration(self, phase: CollectPhase, loss_c: Tensor, loss_a: Tensor, n_actor: int) -> dict: ...
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = ...) -> Any: ...
+
+
+class _Stacked(SeedBatchedTD3Nets, nn.Module):
+    pass
+
+
+class _CountedStep:
+    """The stacked optimizer, stepped as the seeds' own would be counted (Lightning's global step
+    advances once per seed, as in the seed-by-seed path)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, seeds_opts: Sequence[Any]) -> None:
+        self.optimizer, self.seeds_opts = optimizer, seeds_opts
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad()
+
+    def step(self) -> None:
+        for opt in self.seeds_opts:
+            getattr(opt, "_on_before_step", lambda: None)()
+        self.optimizer.step()
+        for opt in self.seeds_opts:
+            getattr(opt, "_on_after_step", lambda: None)()
+
+
+def batched_iteration(seeds: Sequence[_Seed], as_seed: Callable[[int], contextlib.AbstractContextManager[Any]]
+                      ) -> list[dict[str, float]] | None:
+    """One lockstep iteration of N MQL seeds with their updates as one stacked update, or None when
+    ``batched_update`` is off (the seed-by-seed path runs). Each seed collects and draws its minibatch
+    and noise from its own generators, in the order of its single-seed run; the nets and Adam states
+    are stacked before the updates and written back after them, so between iterations (evaluation,
+    checkpoints, acting) every seed holds its own state as in the seed-by-seed path."""
+    if not seeds[0].batched_update:
+        return None
+    phases = []
+    for i, s in enumerate(seeds):
+        with as_seed(i):
+            phases.append(s.collect_phase())
+    n = phases[0].n_updates
+    if any(p.n_updates != n for p in phases):
+        raise RuntimeError("batched_update: the seeds' iterations have different numbers of updates")
+    n_seeds = len(seeds)
+    losses = [(torch.zeros(()), torch.zeros(()), 0)] * n_seeds
+    if n:
+        stacked = _Stacked()
+        stacked.stack_nets(seeds)  # type: ignore[arg-type]
+        stacked.to(seeds[0].device)
+        object.__setattr__(stacked, "_seed_host", getattr(seeds[0], "_seed_host", None))  # backward as the seeds
+        seed_opts = [s.optimizers() for s in seeds]
+        raw = [s.optimizers(use_pl_optimizer=False) for s in seeds]
+        opts = []
+        for j, opt in enumerate(stacked.make_optimizers()):
+            opt.load_state_dict(stack_optimizer_states([r[j].state_dict() for r in raw]))
+            opts.append(_CountedStep(opt, [o[j] for o in seed_opts]))
+        loss_c = loss_a = torch.zeros(n_seeds, device=seeds[0].device)
+        n_actor = 0
+        first = seeds[0].num_updates  # every seed's: they update in lockstep
+        for u in range(n):
+            # Explicit per-seed generators only: no global generator to swap in.
+            inputs = [(*s.update_inputs(), s.update_noise()) for s in seeds]
+            batch, noise = torch.stack([x[0] for x in inputs]), torch.stack([x[2] for x in inputs])
+            out = stacked.td3_update(batch, first + u, opts[0], opts[1], seeds[0].td3, noise)  # type: ignore[arg-type]
+            loss_c = loss_c + out.loss_critic
+            if out.loss_actor is not None:
+                loss_a, n_actor = loss_a + out.loss_actor, n_actor + 1
+        for k, s in enumerate(seeds):
+            s.load_state_dict(stacked.seed_state_dict(k), strict=False)
+            for j, opt in enumerate(opts):
+                raw[k][j].load_state_dict(unstack_optimizer_state(opt.optimizer.state_dict(), k))
+            s.num_updates += n
+        losses = [(loss_c[k], loss_a[k], n_actor) for k in range(n_seeds)]
+    return [s.finish_iteration(p, *loss) for s, p, loss in zip(seeds, phases, losses, strict=True)]
