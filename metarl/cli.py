@@ -47,7 +47,7 @@ from metarl.training.resume import (
 )
 from metarl.training.run_checks import check_module, check_numbers
 from metarl.training.run_dir import continue_run, install_csv_writers, prepare_run_folders
-from metarl.training.seeds import MultiSeed, parse_seeds
+from metarl.training.seed_args import check_checkpoint_seeds, instantiate_seeds, read_seeds
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": -1,  # the env-step budget ends the run
@@ -124,40 +124,12 @@ class MetaRLCLI(LightningCLI):
         except Exception:
             return self.parser
 
-    def _read_seeds(self, sub: str) -> list[int] | None:
-        """``--seeds``: two or more seeds make a multi-seed run; one is a plain run with that seed."""
-        try:
-            seeds = parse_seeds(self.config[sub].get("seeds"))
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
-        if seeds is not None and len(seeds) == 1:
-            self.config[sub]["model.init_args.seed"] = seeds[0]
-            return None
-        return seeds
-
-    def _check_ckpt_seeds(self, sub: str, ckpt_path: str, ckpt: dict[str, Any], hparams: dict[str, Any],
-                          config_args: dict[str, Any]) -> None:
-        """A checkpoint's seeds must be the run's (``test`` without ``--seeds`` takes the checkpoint's)."""
-        saved = ckpt["metarl"].get("seeds")
-        if saved is not None and self._seeds is None and sub != "fit" and self.config[sub].get("seeds") is None:
-            self._seeds = list(saved)
-            self.config[sub]["seeds"] = list(saved)
-        if saved is not None and self._seeds is not None:
-            config_args["seed"] = hparams.get("seed", config_args.get("seed"))  # the first seed's, as saved
-        if saved == self._seeds:
-            return
-        def held(seeds: Any) -> str:
-            return f"seeds {','.join(map(str, seeds))}" if seeds else f"a single-seed run (seed {hparams.get('seed')})"
-        wanted = held(self._seeds) if self._seeds else f"a single seed ({config_args.get('seed')})"
-        hint = f"; add --seeds {','.join(map(str, saved))}" if saved else "; leave out --seeds"
-        raise CheckpointError(f"checkpoint {ckpt_path} holds {held(saved)}, but this {sub} asks for {wanted}{hint}")
-
     def _parse_ckpt_path(self) -> None:
         """Checks the checkpoint and keeps the user's resumable overrides (see training/resume.py)."""
         sub = self.config.get("subcommand")
         if not sub:
             return
-        self._seeds = self._read_seeds(sub)
+        self._seeds = read_seeds(self.config[sub])
         self._restart = False
         if sub == "fit":
             self._restart = self._resume_requeued_sweep_run(self.config[sub])
@@ -188,7 +160,7 @@ class MetaRLCLI(LightningCLI):
                 f"checkpoint {ckpt_path} holds a {class_path}, but the config asks for model.class_path {wanted_class}"
             )
         config_args = model_cfg.init_args.as_dict() if hasattr(model_cfg, "init_args") else {}
-        self._check_ckpt_seeds(sub, ckpt_path, ckpt, hparams, config_args)
+        self._seeds = check_checkpoint_seeds(self.config[sub], sub, self._seeds, ckpt_path, ckpt, hparams, config_args)
         if continues_run:
             merged = merge_for_resume(ckpt_path, hparams, config_args)
         else:  # test / validate: e.g. a seed-2 run is tested with the shipped YAML as it is
@@ -240,7 +212,7 @@ class MetaRLCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         try:
             if getattr(self, "_seeds", None):
-                self._instantiate_seeds(self._seeds)
+                instantiate_seeds(self, self._seeds)
             else:
                 super().instantiate_classes()
         except (ValueError, TypeError, KeyError, ArgumentError, RuntimeError, MemoryError) as err:
@@ -252,27 +224,6 @@ class MetaRLCLI(LightningCLI):
             if not isinstance(inner, (ValueError, ArgumentError)):
                 raise
             raise ConfigError(describe_instantiation_error(err)) from err
-
-    def _instantiate_seeds(self, seeds: list[int]) -> None:
-        """One method module per seed, each built as a single-seed run with ``model.init_args.seed=k``
-        (its hyperparameters say seed k), in a :class:`MultiSeed`."""
-        cfg = self.config[self.subcommand]
-        members, first_init = [], None
-        for k in seeds:
-            cfg["model.init_args.seed"] = k
-            if hasattr(self, "config_dump"):
-                del self.config_dump  # the saved hyperparameters are dumped from the config, per seed
-            init = self.parser.instantiate_classes(self.config)
-            members.append(self._get(init, "model"))
-            first_init = first_init or init
-        cfg["model.init_args.seed"] = seeds[0]
-        if hasattr(self, "config_dump"):
-            del self.config_dump
-        self.config_init = first_init
-        self.datamodule = self._get(first_init, "data")
-        self.model = MultiSeed(members)
-        self._add_configure_optimizers_method_to_model(self.subcommand)
-        self.trainer = self.instantiate_trainer()
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         try:

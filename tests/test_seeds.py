@@ -182,3 +182,19 @@ def test_mql_batched_update_equals_the_seed_by_seed_updates(multi: Path, tmp_pat
             for name, value in sa.items():
                 torch.testing.assert_close(torch.as_tensor(value), torch.as_tensor(ob["state"][pid][name]),
                                            rtol=1e-4, atol=1e-6)
+
+
+def test_any_method_gets_seeds_rl2_seed_k_is_its_single_seed_run(tmp_path: Path) -> None:
+    """MultiSeed uses only the MetaTrainModule contract: RL² (on-policy, a TorchRL GRU policy, trials in
+    one batched env) gives seed 1 of a multi-seed run bit-identical to its single-seed run."""
+    base = ["fit", "--config", "rl2_point_robot.yaml", "--config", "debug.yaml", "--trainer.accelerator=cpu",
+            "--model.init_args.total_env_steps=320", "--model.init_args.eval.every_env_steps=160"]
+    fit(tmp_path / "multi", SEEDS, base=base)
+    fit(tmp_path / "single", "--model.init_args.seed=1", base=base)
+    names = ["train/env_steps", "train/return", "rl2/loss_surrogate", "rl2/kl", "rl2/entropy",
+             "eval/return_pre_adapt", "eval/return_post_adapt"]
+    rows = metrics(tmp_path / "multi", [f"seed1/{k}" for k in names])
+    alone = metrics(tmp_path / "single", names)
+    for key in names:
+        got, want = _column(rows, f"seed1/{key}"), _column(alone, key)
+        assert got and got == want, key

@@ -90,13 +90,9 @@ class MultiSeed(MetaTrainModule):
         self._hparams_name = getattr(first, "_hparams_name", "kwargs")
         self._set_hparams(dict(first.hparams))
         self._hparams_initial = dict(first.hparams)  # type: ignore[assignment]
-        start = 0
         for m in members:
-            n = len(_as_list(m.configure_optimizers()))
-            # Plain attributes, not submodules: the host must not appear in a seed's module tree.
+            # A plain attribute, not a submodule: the host must not appear in a seed's module tree.
             object.__setattr__(m, "_seed_host", self)
-            object.__setattr__(m, "_seed_optimizers", slice(start, start + n))
-            start += n
         self._member_rng: list[dict[str, Any] | None] = [None] * len(members)
         self._val_results: list[list[TaskResult]] = []
         self._test_by_seed: list[list[TaskResult]] = [[] for _ in members]
@@ -122,7 +118,13 @@ class MultiSeed(MetaTrainModule):
             m.trainer = self.trainer  # type: ignore[assignment]  # what a seed alone sees (e.g. trainer.state.fn)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [opt for m in self.members for opt in _as_list(m.configure_optimizers())]  # type: ignore[operator]
+        """Every seed's optimizers, one seed after the other; each seed's ``optimizers()`` is its slice."""
+        out: list[torch.optim.Optimizer] = []
+        for m in self.members:
+            mine = _as_list(m.configure_optimizers())  # type: ignore[operator]
+            object.__setattr__(m, "_seed_optimizers", slice(len(out), len(out) + len(mine)))
+            out += mine
+        return out
 
     # ----------------------------------------------------------------------------- the contract
     def iteration_env_steps(self, env_steps: int) -> int:
