@@ -3,6 +3,7 @@ seeds against it, and building one method module per seed through the CLI's own 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from metarl.cli_errors import ConfigError
@@ -17,6 +18,8 @@ def read_seeds(cfg: Any) -> list[int] | None:
         seeds = parse_seeds(cfg.get("seeds"))
     except ValueError as err:
         raise ConfigError(str(err)) from err
+    if seeds is not None:
+        cfg["seeds"] = seeds  # the saved config.yaml lists them, however they were written
     if seeds is not None and len(seeds) == 1:
         cfg["model.init_args.seed"] = seeds[0]
         return None
@@ -37,6 +40,7 @@ def check_checkpoint_seeds(cfg: Any, sub: str, seeds: list[int] | None, ckpt_pat
     if saved is not None and seeds is None and sub != "fit" and cfg.get("seeds") is None:
         seeds = list(saved)
         cfg["seeds"] = list(saved)
+        print(f"metarl: checkpoint {ckpt_path} holds seeds {_listed(saved)}: {sub} runs all of them", file=sys.stderr)
     if saved is not None and seeds is not None:
         config_args["seed"] = hparams.get("seed", config_args.get("seed"))  # the first seed's, as saved
     if saved == seeds:
