@@ -70,7 +70,15 @@ def test_resume_inside_the_batched_cold_start_is_exact(tmp_path: Path) -> None:
     (the cold start keeps no env state)."""
     cold = ("--model.init_args.collect.cold_start_steps=300", "--model.init_args.collect.cold_start_envs=4")
     straight = tmp_path / "straight"
-    fit(straight, *cold)
+    # The straight run saves on the time trigger alone (Lightning ignores it under manual
+    # optimization; metarl's own trigger must not): with a zero interval, after every iteration,
+    # including the evaluation at 200 env steps inside the cold start, before any optimizer step.
+    fit(straight, *cold, "--checkpoint.every_n_updates=null", "--checkpoint.train_time_interval=0:00:00",
+        "--checkpoint.save_top_k=-1")
+    saved = {counters(load(p))["iteration"]: p for p in (straight / "ckpt").glob("env_steps=*.ckpt")}
+    assert sorted(saved) == list(range(1, 11))
+    assert counters(load(saved[3])) == {"env_steps": 200, "num_updates": 0, "num_episodes": 10, "iteration": 3}
+    assert at_epoch_end(load(saved[3]))
     out = tmp_path / "stopped"
     signal_at = {"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": 1}}
     with pytest.raises(SystemExit):
@@ -80,6 +88,11 @@ def test_resume_inside_the_batched_cold_start_is_exact(tmp_path: Path) -> None:
     fit(rest, *cold, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
     assert_same_state(load(straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
     assert metrics(out) + metrics(rest) == metrics(straight)
+    # A time-triggered save mid-epoch, after the cold start: resuming from it is exact too.
+    timed = tmp_path / "timed"
+    fit(timed, *cold, f"--ckpt_path={saved[7]}")
+    assert_same_state(load(straight / "ckpt" / "last.ckpt"), load(timed / "ckpt" / "last.ckpt"))
+    assert metrics(timed) == metrics(straight)[-len(metrics(timed)):]
 
 
 @pytest.mark.parametrize("iteration", [5, 10], ids=["mid-epoch", "epoch-end"])

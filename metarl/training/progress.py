@@ -373,10 +373,12 @@ def start_block(trainer: pl.Trainer, module: Any, threads: tuple[int, str], resu
         what = "last.ckpt"
         keep = getattr(cb, "keep_periodic", None)
         every_u = getattr(cb, "every_n_updates", None)
+        interval = getattr(cb, "_train_time_interval", None)
         if keep:
             kept = "every periodic one" if keep == -1 else f"the newest {keep}"
-            what += f" + {kept} of those saved every {every_u:,} updates and after each evaluation" if every_u \
-                else f" + {kept} of those saved after each evaluation"
+            triggers = [f"every {every_u:,} updates"] if every_u else []
+            triggers += [f"every {duration(interval.total_seconds())}"] if interval else []
+            what += f" + {kept} of those saved {', '.join([*triggers, 'after each evaluation'])}"
         size = checkpoint_bytes(module)
         if size:
             what += f"; up to {_size(size)} each"
