@@ -48,6 +48,7 @@ class MetaTrainModule(pl.LightningModule):
 
     #: The method's name in checkpoints and messages ("mql", "pearl", ...).
     method_name: ClassVar[str] = ""
+    title: ClassVar[str] = ""  # for people (the start block); method_name is the identifier checkpoints keep
     #: Logged-metric prefixes charted over train env steps / over eval env steps in W&B.
     train_metric_prefixes: ClassVar[tuple[str, ...]] = ("train", "time")
     eval_metric_prefixes: ClassVar[tuple[str, ...]] = ("eval", "adapt")

@@ -308,8 +308,11 @@ def _checkpoint_path(trainer: pl.Trainer) -> str | None:
 
 
 def method_name(module: Any) -> str:
-    """MQL, PEARL, ...: the module's ``method_name``, else its ``metarl.methods.<name>`` package, else
-    the class."""
+    """MQL, PEARL, ...: the module's ``title``, else its ``method_name``, else its
+    ``metarl.methods.<name>`` package, else the class."""
+    title = getattr(type(module), "title", None)
+    if isinstance(title, str) and title:
+        return title
     explicit = getattr(type(module), "method_name", None)
     if isinstance(explicit, str) and explicit:
         return explicit.upper()
