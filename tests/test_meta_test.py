@@ -45,6 +45,7 @@ def test_meta_test_of_a_seed_3_run_with_the_shipped_config(tmp_path: Path, capsy
     assert "seed: checkpoint 3, config 0" in printed.err
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest, "test must not rewrite the checkpoint"
     assert report["settings"]["adapt"]["lambda_mode"] == "ess"
+    assert report["family_options"] == {"n_train_tasks": 80, "n_eval_tasks": 20, "seed": 1337, "max_episode_steps": 20}
 
     # Another protocol on the same checkpoint (the released code's fixed lambda) gets its own report.
     first = (ckpt.parent / "meta_test.json").read_bytes()

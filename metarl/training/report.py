@@ -57,6 +57,7 @@ def report_test(module: Any, results: list[TaskResult]) -> dict[str, Any]:
     # The protocol that made these numbers: several tests of one checkpoint (say, two adaptation
     # settings) are told apart by it, and none overwrites another's file.
     summary["settings"] = {k: module.hparams[k] for k in PROTOCOL if k in module.hparams}
+    summary["family_options"] = dict(module.family.options)  # which eval tasks (e.g. point-robot-ood's eval_split)
     path = _free_path(out_dir)
     with open(path, "x") as f:
         json.dump(summary, f, indent=2, default=_plain)
