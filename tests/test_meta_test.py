@@ -67,3 +67,16 @@ def test_meta_test_of_last_without_a_checkpoint_is_an_error(tmp_path: Path, caps
               "--trainer.logger=false"])
     assert exit_info.value.code == 2
     assert f"--ckpt_path last: no last.ckpt below {tmp_path / 'empty'} to test" in capsys.readouterr().err
+
+
+def test_eval_family_overrides_change_only_the_eval_tasks() -> None:
+    from metarl.envs import make_task_family
+    from metarl.training.module import family_with_eval_overrides
+
+    ood = make_task_family("point-robot-ood", n_train_tasks=10)
+    held_out = family_with_eval_overrides("point-robot-ood", {"n_train_tasks": 10}, {"eval_split": "in"})
+    assert held_out.train_tasks == ood.train_tasks and held_out.eval_tasks != ood.eval_tasks
+    assert held_out.options["eval_split"] == "in" and held_out.options["n_train_tasks"] == 10
+    assert family_with_eval_overrides("point-robot-ood", {}, {}).eval_tasks == make_task_family("point-robot-ood").eval_tasks
+    with pytest.raises(ValueError, match="change the train tasks of point-robot-ood"):
+        family_with_eval_overrides("point-robot-ood", {}, {"seed": 3})
