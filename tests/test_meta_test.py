@@ -77,6 +77,7 @@ def test_eval_family_overrides_change_only_the_eval_tasks() -> None:
     held_out = family_with_eval_overrides("point-robot-ood", {"n_train_tasks": 10}, {"eval_split": "in"})
     assert held_out.train_tasks == ood.train_tasks and held_out.eval_tasks != ood.eval_tasks
     assert held_out.options["eval_split"] == "in" and held_out.options["n_train_tasks"] == 10
-    assert family_with_eval_overrides("point-robot-ood", {}, {}).eval_tasks == make_task_family("point-robot-ood").eval_tasks
+    plain = family_with_eval_overrides("point-robot-ood", {}, {})
+    assert plain.eval_tasks == make_task_family("point-robot-ood").eval_tasks
     with pytest.raises(ValueError, match="change the train tasks of point-robot-ood"):
         family_with_eval_overrides("point-robot-ood", {}, {"seed": 3})
