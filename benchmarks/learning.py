@@ -233,8 +233,10 @@ def main() -> None:
         for seed, run_dir in run_dirs.items():
             ckpt = last_checkpoint(run_dir) if args.resume else None
             if run_dir.exists() and ckpt is None:
-                # A fresh run: old logs would mix into the numbers.
-                shutil.rmtree(run_dir)
+                # A fresh run: old logs would mix into the numbers, and are moved aside, never deleted.
+                aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%dT%H%M%S')}")
+                run_dir.rename(aside)
+                print(f"[{run_dir}] no last.ckpt to resume: the old folder is now {aside}", flush=True)
             jobs.append((run_dir, fit_command(config, seed, args.env_steps, extra, ckpt)))
         run_all(jobs, args.parallel, args.threads)
 

@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 from argparse import ArgumentError
+from datetime import timedelta
 from typing import Any
 
 from pytorch_lightning.cli import LightningCLI
@@ -98,7 +99,9 @@ class MetaRLCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_lightning_class_args(MetaCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_updates": 10_000})
+        # The time trigger bounds what a SIGKILL (a session's end, a preempted job) can lose of a long run.
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_updates": 10_000,
+                             "checkpoint.train_time_interval": timedelta(minutes=30)})
         parser.add_argument(
             "--threads", type=int | None, default=None,
             help="torch intra-op threads (null: OMP_NUM_THREADS if set, else 1: measured fastest for these nets "

@@ -112,15 +112,38 @@ def assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
                 assert torch.equal(value, rb["data"][key]), f"{name} {key} differs"
 
 
+def assert_same_onpolicy_state(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """The on-policy methods (RL², MAML-PG), which keep no replay: bit-identical weights, optimizer
+    states and counters, every random-number generator and the rollouts' batch."""
+    assert counters(a) == counters(b)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), f"parameter {key} differs"
+    for oa, ob in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
+        for pid, sa in oa["state"].items():
+            for name, value in sa.items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(ob["state"][pid][name]))
+    gens = [k for k, v in a["metarl"].items() if k.endswith("_gen")]
+    assert {"task_gen", "acting_gen", "eval_acting_gen"} <= set(gens)
+    for name in gens:
+        assert torch.equal(a["metarl"][name], b["metarl"][name]), f"{name} differs"
+    assert a["metarl"]["rollouts"]["batch"] == b["metarl"]["rollouts"]["batch"]
+
+
 _STRAIGHT: list[Path] = []
 
 
-@pytest.fixture(scope="session")
-def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The reference: the whole budget in one go, keeping a checkpoint after every iteration.
-    Each test module that imports this fixture gets its own copy of it: one run serves them all."""
+def mql_straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference: the whole budget of ``TINY`` in one go, keeping a checkpoint after every
+    iteration; one run per session serves every module that asks for it."""
     if not _STRAIGHT:
         out = tmp_path_factory.mktemp("straight")
         fit(out, "--checkpoint.every_n_updates=4", "--checkpoint.save_top_k=-1")
         _STRAIGHT.append(out)
     return _STRAIGHT[0]
+
+
+@pytest.fixture(scope="session")
+def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MQL's reference run (``mql_straight``)."""
+    return mql_straight(tmp_path_factory)

@@ -38,6 +38,9 @@ CASES = {
     # out-of-range values
     "negative-lr": (["--model.init_args.critic.init_args.lr=-0.001"], "lr must be > 0, got -0.001"),
     "zero-history": (["--model.init_args.history_len=0"], "history_len must be >= 1, got 0"),
+    "eval-overrides-that-change-train-tasks": (
+        ['--model.init_args.eval.family_overrides={{"seed": 3}}'],  # braces doubled: str.format
+        "eval.family_overrides {{'seed': 3}} change the train tasks of point-robot, not only its eval tasks"),
     "zero-beta-clip": (["--model.init_args.adapt.beta_clip=0"], "adapt.beta_clip must be > 0, got 0"),
     "negative-beta-clip": (["--model.init_args.adapt.beta_clip=-1"], "adapt.beta_clip must be > 0, got -1"),
     "gamma-above-one": (["--model.init_args.td3.gamma=1.5"], "td3.gamma must be in [0, 1], got 1.5"),

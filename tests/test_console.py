@@ -34,7 +34,8 @@ def test_start_block_and_no_third_party_noise(tmp_path: Path, capsys: pytest.Cap
     assert block[1] == "  budget       200 env steps"
     assert block[2] == "  evaluation   every 200 env steps, adapting on 1 eval task"
     assert block[3] == "  threads      1 torch thread (threads in the config or command line)"
-    assert block[4].startswith(f"  checkpoints  {tmp_path / 'ckpt'}/ (last.ckpt + the newest 1 of those saved every")
+    assert block[4].startswith(f"  checkpoints  {tmp_path / 'ckpt'}/ (last.ckpt + the newest 1 of those saved every"
+                               " 10 updates, every 30 min 00 s, after each evaluation; up to ")
     assert block[5] == f"  metrics      {tmp_path / 'csv' / 'version_0' / 'metrics.csv'} " \
                        f"(python -m metarl plot {tmp_path / 'csv' / 'version_0'})"
     assert lines[-1] == f"metarl: done: 200 env steps; checkpoint {tmp_path / 'ckpt' / 'last.ckpt'}"

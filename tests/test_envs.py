@@ -160,6 +160,13 @@ def test_point_robot_ood_split(families: dict[str, TaskFamily]) -> None:
     assert make_task_family("point-robot-ood", seed=1).train_tasks != fam.train_tasks
     small = make_task_family("point-robot-ood", n_train_tasks=10, n_eval_tasks=3)
     assert [t.params for t in small.train_tasks] == [t.params for t in fam.train_tasks[:10]]
+    # eval_split "in": the same train tasks, eval goals held out from the train distribution.
+    held_out = make_task_family("point-robot-ood", eval_split="in")
+    assert held_out.train_tasks == fam.train_tasks
+    inside = np.array([t.params["goal"] for t in held_out.eval_tasks])
+    assert (inside[:, 0] >= -1).all() and (inside[:, 0] <= 0).all() and not np.isin(inside, train).any()
+    with pytest.raises(ValueError, match="override eval_split must be one of 'ood', 'in', got 'out'"):
+        make_task_family("point-robot-ood", eval_split="out")
     # The env is the dense point robot: r = -|p' - g| with the task's goal.
     env = fam.make_env(fam.eval_tasks[0])
     obs, _ = env.reset(seed=0)

@@ -1,21 +1,17 @@
 """MAML-PG without learning: the per-task adapted parameters in the collection path, one MAML-TRPO
-iteration (second and first order), the evaluation protocol (pre under theta, post under phi); and,
-through the CLI, exact resume, SIGTERM, the meta-test report and the checkpoint of another method."""
+iteration (second and first order), the evaluation protocol (pre under theta, post under phi). (Through
+the CLI: tests/test_method_contract.py.)"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import signal
-from pathlib import Path
 
 import pytest
 import torch
 
 from metarl import keys
 from tests.conftest import cli_model
-from tests.resume_support import counters, fit, load, metrics, run_main
-from tests.test_rl2 import _assert_same_state
 
 T = 5
 
@@ -94,79 +90,6 @@ def test_evaluation_adapts_a_copy_and_reports_theta_then_phi(model) -> None:
     assert model.eval_acting.params is None and isinstance(pre, float) and isinstance(post, float)
     result = model.evaluate_task(0)
     assert result.return_pre != result.return_post
-
-
-# ----------------------------------------------------------------------------- through the CLI
-#: maml_point_robot + debug: 2 tasks x 2 episodes x 20 steps x 2 phases = 160 env steps per iteration.
-TINY = ["fit", "--config", "maml_point_robot.yaml", "--config", "debug.yaml",
-        "--model.init_args.eval.every_env_steps=320", "--model.init_args.total_env_steps=640",
-        "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu"]
-
-
-def _fit(out: Path, *extra: str) -> None:
-    fit(out, *extra, base=TINY)
-
-
-MAML_COMPARED = ["step", "epoch", "train/env_steps", "train/return", "train/return_pre_adapt",
-                 "maml/loss_before", "maml/loss_after", "maml/kl_after",
-                 "eval/env_steps", "eval/return_pre_adapt", "eval/return_post_adapt"]
-
-
-def _metrics(out: Path) -> list[dict[str, str]]:
-    return metrics(out, MAML_COMPARED)
-
-
-@pytest.fixture(scope="module")
-def maml_straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("maml_straight")
-    _fit(out)
-    return out
-
-
-def test_exact_resume(maml_straight: Path, tmp_path: Path) -> None:
-    half = tmp_path / "half"
-    _fit(half, "--model.init_args.total_env_steps=320")
-    rest = tmp_path / "rest"
-    _fit(rest, f"--ckpt_path={half / 'ckpt' / 'last.ckpt'}")
-    straight = load(maml_straight / "ckpt" / "last.ckpt")
-    assert counters(straight) == {"env_steps": 640, "num_updates": 4, "num_episodes": 32, "iteration": 4}
-    _assert_same_state(straight, load(rest / "ckpt" / "last.ckpt"))
-    assert _metrics(half) + _metrics(rest) == _metrics(maml_straight)
-    evals = [float(r["eval/env_steps"]) for r in _metrics(maml_straight) if r["eval/env_steps"]]
-    assert evals == [0.0, 320.0, 640.0]
-
-
-def test_sigterm_checkpoints_and_resumes_exactly(maml_straight: Path, tmp_path: Path) -> None:
-    out = tmp_path / "stopped"
-    signal_at = {"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": 3, "signum": 15}}
-    with pytest.raises(SystemExit) as stop:
-        _fit(out, f"--trainer.callbacks+={json.dumps(signal_at)}")
-    assert stop.value.code == 128 + signal.SIGTERM
-    assert counters(load(out / "ckpt" / "last.ckpt"))["iteration"] == 3
-    rest = tmp_path / "rest"
-    _fit(rest, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
-    _assert_same_state(load(maml_straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
-
-
-def test_meta_test_reports_a_maml_checkpoint(maml_straight: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ckpt = maml_straight / "ckpt" / "last.ckpt"
-    run_main(["test", *TINY[1:5], f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu"])
-    report = json.loads((ckpt.parent / "meta_test.json").read_text())
-    assert report["method"] == "maml" and report["family"] == "point-robot" and len(report["tasks"]) == 20
-    assert "return_post_adapt:" in capsys.readouterr().out
-
-
-def test_a_checkpoint_of_another_method_is_a_one_line_error(
-    maml_straight: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as stop:
-        run_main(["fit", "--config", "rl2_point_robot.yaml", "--config", "debug.yaml", "--trainer.accelerator=cpu",
-               "--trainer.logger=false", f"--checkpoint.dirpath={tmp_path / 'ckpt'}",
-               f"--ckpt_path={maml_straight / 'ckpt' / 'last.ckpt'}"])
-    assert stop.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("metarl: error:") and "Traceback" not in err
-    assert "metarl.methods.maml.MAMLMetaTrain" in err and "metarl.methods.rl2.RL2MetaTrain" in err
 
 
 def test_the_outer_gradient_is_the_maml_meta_gradient_through_the_inner_step(model) -> None:

@@ -1,15 +1,13 @@
 """MAML with a model (GrBAL) without learning: segments of one episode, the inner step against a
 hand-written SGD step, the meta-step's gradient against finite differences (second order) and against
 the gradient at the adapted parameters (first order), online adaptation on the current episode's last
-M transitions only, one iteration; and, through the CLI, exact resume, SIGTERM, the meta-test report,
-another method's checkpoint and bad input. (MPC with the true point-robot model beating random actions
-is tests/test_algorithms_mpc.py.)"""
+M transitions only, one iteration; and, through the CLI, bad input. (Exact resume, a stop signal, the
+meta-test report and another method's checkpoint: tests/test_method_contract.py; MPC with the true
+point-robot model beating random actions: tests/test_algorithms_mpc.py.)"""
 
 from __future__ import annotations
 
 import copy
-import json
-import signal
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from metarl.data.trajectories import TrajectoryReplay
 from metarl.methods.maml_model import update
 from metarl.methods.maml_model.update import Transitions, adapted_params, meta_step, split_segments, transitions
 from tests.conftest import cli_model
-from tests.resume_support import assert_same_state, counters, fit, load, metrics, run_main
+from tests.resume_support import run_main
 
 M = 4  # debug/maml_model.yaml: past_steps = future_steps = 4
 
@@ -185,58 +183,6 @@ def test_one_iteration_collects_with_online_adaptation_normalises_and_takes_meta
 
 
 # ----------------------------------------------------------------------------- through the CLI
-#: maml_model_point_robot + debug: iterations of 100 env steps and 4 meta-steps (the first random);
-#: evaluations at 0, 200 and 400 (the budget).
-TINY = ["fit", "--config", "maml_model_point_robot.yaml", "--config", "debug.yaml",
-        "--model.init_args.eval.every_env_steps=200", "--model.init_args.total_env_steps=400",
-        "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu"]
-OWN = ["model/loss_pre", "model/loss_post", "adapt/model_loss_pre", "adapt/model_loss_post", "train/updates"]
-
-
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("maml_model_straight")
-    fit(out, base=TINY)
-    return out
-
-
-def test_exact_resume(straight: Path, tmp_path: Path) -> None:
-    half = tmp_path / "half"
-    fit(half, "--model.init_args.total_env_steps=200", base=TINY)
-    rest = tmp_path / "rest"
-    fit(rest, f"--ckpt_path={half / 'ckpt' / 'last.ckpt'}", base=TINY)
-    done = load(straight / "ckpt" / "last.ckpt")
-    assert counters(done) == {"env_steps": 400, "num_updates": 16, "num_episodes": 20, "iteration": 4}
-    assert_same_state(done, load(rest / "ckpt" / "last.ckpt"))
-    assert int(done["metarl"]["replay"]["size"].sum()) == 400
-    assert metrics(half) + metrics(rest) == metrics(straight)
-    assert metrics(half, OWN) + metrics(rest, OWN) == metrics(straight, OWN)
-    assert all(any(row[k] for row in metrics(straight, OWN)) for k in OWN)
-    evals = [float(r["eval/env_steps"]) for r in metrics(straight) if r["eval/env_steps"]]
-    assert evals == [0.0, 200.0, 400.0]
-
-
-def test_sigterm_checkpoints_and_resumes_exactly(straight: Path, tmp_path: Path) -> None:
-    out = tmp_path / "stopped"
-    signal_at = {"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": 3, "signum": 15}}
-    with pytest.raises(SystemExit) as stop:
-        fit(out, f"--trainer.callbacks+={json.dumps(signal_at)}", base=TINY)
-    assert stop.value.code == 128 + signal.SIGTERM
-    assert counters(load(out / "ckpt" / "last.ckpt"))["iteration"] == 3
-    rest = tmp_path / "rest"
-    fit(rest, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}", base=TINY)
-    assert_same_state(load(straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
-
-
-def test_meta_test_reports_a_maml_model_checkpoint(straight: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ckpt = straight / "ckpt" / "last.ckpt"
-    run_main(["test", *TINY[1:5], f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu"])
-    report = json.loads((ckpt.parent / "meta_test.json").read_text())
-    assert report["method"] == "maml_model" and report["family"] == "point-robot" and len(report["tasks"]) == 20
-    assert {"model_loss_pre", "model_loss_post"} <= report["tasks"][0].keys()
-    assert "return_post_adapt:" in capsys.readouterr().out
-
-
 def _error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     with pytest.raises(SystemExit) as stop:
         run_main(list(args))
@@ -246,14 +192,9 @@ def _error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return err
 
 
-def test_another_methods_checkpoint_and_bad_input_are_one_line_errors(
-    straight: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    err = _error(capsys, "fit", "--config", "maml_point_robot.yaml", "--config", "debug.yaml", "--trainer.logger=false",
-                 "--trainer.accelerator=cpu", f"--checkpoint.dirpath={tmp_path / 'ckpt'}",
-                 f"--ckpt_path={straight / 'ckpt' / 'last.ckpt'}")
-    assert "metarl.methods.maml_model.MAMLModelMetaTrain" in err and "metarl.methods.maml.MAMLMetaTrain" in err
-    base = ["fit", *TINY[1:5], "--trainer.logger=false", f"--checkpoint.dirpath={tmp_path / 'bad'}"]
+def test_bad_input_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["fit", "--config", "maml_model_point_robot.yaml", "--config", "debug.yaml", "--trainer.logger=false",
+            f"--checkpoint.dirpath={tmp_path / 'bad'}"]
     assert "reward_head must be true" in _error(capsys, *base, "--model.init_args.model.init_args.reward_head=false")
     assert "maml.past_steps must be an int >= 1, got 0" in _error(capsys, *base, "--model.init_args.maml.past_steps=0")
     assert "mpc.planner must be one of random_shooting, cem, got 'mppi'" in _error(

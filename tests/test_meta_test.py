@@ -45,6 +45,7 @@ def test_meta_test_of_a_seed_3_run_with_the_shipped_config(tmp_path: Path, capsy
     assert "seed: checkpoint 3, config 0" in printed.err
     assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest, "test must not rewrite the checkpoint"
     assert report["settings"]["adapt"]["lambda_mode"] == "ess"
+    assert report["family_options"] == {"n_train_tasks": 80, "n_eval_tasks": 20, "seed": 1337, "max_episode_steps": 20}
 
     # Another protocol on the same checkpoint (the released code's fixed lambda) gets its own report.
     first = (ckpt.parent / "meta_test.json").read_bytes()
@@ -66,3 +67,17 @@ def test_meta_test_of_last_without_a_checkpoint_is_an_error(tmp_path: Path, caps
               "--trainer.logger=false"])
     assert exit_info.value.code == 2
     assert f"--ckpt_path last: no last.ckpt below {tmp_path / 'empty'} to test" in capsys.readouterr().err
+
+
+def test_eval_family_overrides_change_only_the_eval_tasks() -> None:
+    from metarl.envs import make_task_family
+    from metarl.training.module import family_with_eval_overrides
+
+    ood = make_task_family("point-robot-ood", n_train_tasks=10)
+    held_out = family_with_eval_overrides("point-robot-ood", {"n_train_tasks": 10}, {"eval_split": "in"})
+    assert held_out.train_tasks == ood.train_tasks and held_out.eval_tasks != ood.eval_tasks
+    assert held_out.options["eval_split"] == "in" and held_out.options["n_train_tasks"] == 10
+    plain = family_with_eval_overrides("point-robot-ood", {}, {})
+    assert plain.eval_tasks == make_task_family("point-robot-ood").eval_tasks
+    with pytest.raises(ValueError, match="change the train tasks of point-robot-ood"):
+        family_with_eval_overrides("point-robot-ood", {}, {"seed": 3})

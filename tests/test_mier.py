@@ -1,14 +1,10 @@
 """MIER / MIER-wR without learning: one iteration's updates, the context steps inside the module against
-``algorithms.mier.adapt_context``, relabeling at the adapted context, and, through the CLI, exact resume,
-SIGTERM, the meta-test report and the checkpoint of another method."""
+``algorithms.mier.adapt_context``, relabeling at the adapted context. (Through the CLI:
+tests/test_method_contract.py.)"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import signal
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,35 +13,6 @@ from metarl import keys
 from metarl.algorithms.mier import adapt_context, relabel
 from metarl.methods.mier import update as mier_update
 from tests.conftest import cli_model
-from tests.resume_support import assert_same_state, counters, load, metrics, straight_run  # noqa: F401
-
-#: mier_point_robot.yaml + debug: a first iteration of 80 tasks x 2 phi_0 steps + 40 = 200, then 40 per
-#: iteration; evaluations at 0, 200, 400 and 600 (the budget).
-TINY = ["fit", "--config", "mier_point_robot.yaml", "--config", "debug.yaml",
-        "--model.init_args.eval.every_env_steps=200", "--trainer.enable_model_summary=false",
-        "--trainer.accelerator=cpu"]
-
-
-def _fit(out: Path, *extra: str) -> None:
-    from metarl.cli import main
-
-    logger = {"class_path": "pytorch_lightning.loggers.CSVLogger",
-              "init_args": {"save_dir": str(out), "name": "csv", "version": 0}}
-    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it sees pytest's arguments
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as resume_support.fit: one intra-op thread on the shared 2 cores
-    try:
-        main([*TINY, f"--trainer.logger={json.dumps(logger)}", f"--checkpoint.dirpath={out / 'ckpt'}", *extra])
-    finally:
-        sys.argv = argv
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def mier_straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("mier_straight")
-    _fit(out)
-    return out
 
 
 @pytest.fixture
@@ -232,63 +199,3 @@ def test_mier_wr_identifies_with_the_models_own_steps(model) -> None:
     torch.testing.assert_close(adapter.identify(data), mier_update.identify(model.model, data.unsqueeze(0))[0])
     result = model.evaluate_task(0)
     assert "eval/return_epoch_0" not in result.metrics and "adapt/context_norm" in result.metrics
-
-
-# ----------------------------------------------------------------------------- through the CLI
-def test_exact_resume(mier_straight: Path, tmp_path: Path) -> None:
-    half = tmp_path / "half"
-    _fit(half, "--model.init_args.total_env_steps=400")
-    rest = tmp_path / "rest"
-    _fit(rest, f"--ckpt_path={half / 'ckpt' / 'last.ckpt'}")
-    straight = load(mier_straight / "ckpt" / "last.ckpt")
-    assert {"replay", "pre_replay"} <= straight["metarl"].keys()
-    assert_same_state(straight, load(rest / "ckpt" / "last.ckpt"))
-    for name in ("replay", "pre_replay"):  # both buffers hold data (assert_same_state compares them)
-        assert int(straight["metarl"][name]["size"].sum()) > 0
-    assert metrics(half) + metrics(rest) == metrics(mier_straight)
-    evals = [float(r["eval/env_steps"]) for r in metrics(mier_straight) if r["eval/env_steps"]]
-    assert evals == [0.0, 200.0, 400.0, 600.0]
-    own = ["mier/model_loss_pre", "mier/model_loss_post", "mier/context_norm", "mier/alpha", "train/loss_alpha",
-           "adapt/model_loss_pre", "adapt/model_loss_post", "adapt/context_norm"]
-    assert metrics(half, own) + metrics(rest, own) == metrics(mier_straight, own)
-    assert all(any(row[k] for row in metrics(mier_straight, own)) for k in own)
-
-
-def test_sigterm_checkpoints_and_resumes_exactly(mier_straight: Path, tmp_path: Path) -> None:
-    out = tmp_path / "stopped"
-    signal_at = {"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": 3, "signum": 15}}
-    with pytest.raises(SystemExit) as stop:
-        _fit(out, f"--trainer.callbacks+={json.dumps(signal_at)}")
-    assert stop.value.code == 128 + signal.SIGTERM
-    assert counters(load(out / "ckpt" / "last.ckpt"))["iteration"] == 3
-    rest = tmp_path / "rest"
-    _fit(rest, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
-    assert_same_state(load(mier_straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
-
-
-def test_meta_test_reports_a_mier_checkpoint(mier_straight: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from metarl.cli import main
-
-    ckpt = mier_straight / "ckpt" / "last.ckpt"
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        main(["test", *TINY[1:5], f"--ckpt_path={ckpt}", "--trainer.logger=false",
-              "--trainer.accelerator=cpu"])
-    finally:
-        sys.argv = argv
-    report = json.loads((ckpt.parent / "meta_test.json").read_text())
-    assert report["method"] == "mier" and report["family"] == "point-robot" and len(report["tasks"]) == 20
-    assert {"context_norm", "model_loss_post"} <= report["tasks"][0].keys()
-    assert "return_post_adapt:" in capsys.readouterr().out
-
-
-def test_a_checkpoint_of_another_method_is_a_one_line_error(
-    straight_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
-) -> None:
-    mql_ckpt = straight_run / "ckpt" / "last.ckpt"
-    with pytest.raises(SystemExit) as stop:
-        _fit(tmp_path / "x", f"--ckpt_path={mql_ckpt}")
-    assert stop.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("metarl: error:") and "Traceback" not in err
-    assert "metarl.methods.mql.MQLMetaTrain" in err and "metarl.methods.mier.MIERMetaTrain" in err

@@ -1,36 +1,13 @@
 """PEARL without learning: gradient isolation of the update, the encoder buffer, the collection and
-evaluation schedules of z, and, through the CLI, exact resume, SIGTERM, the meta-test report and the
-checkpoint of another method."""
+evaluation schedules of z. (Through the CLI: tests/test_method_contract.py.)"""
 
 from __future__ import annotations
-
-import json
-import signal
-from pathlib import Path
 
 import pytest
 import torch
 
 from metarl import keys
 from tests.conftest import cli_model
-from tests.resume_support import assert_same_state, counters, fit, load, metrics, straight_run  # noqa: F401
-
-#: pearl_point_robot.yaml + debug: a first iteration of 80 tasks x 2 initial + 40 steps = 200, then 40 per
-#: iteration; evaluations at 0, 200, 400 and 600 (the budget).
-TINY = ["fit", "--config", "pearl_point_robot.yaml", "--config", "debug.yaml",
-        "--model.init_args.eval.every_env_steps=200", "--trainer.enable_model_summary=false",
-        "--trainer.accelerator=cpu"]
-
-
-def _fit(out: Path, *extra: str) -> None:
-    fit(out, *extra, base=TINY)
-
-
-@pytest.fixture(scope="module")
-def pearl_straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pearl_straight")
-    _fit(out)
-    return out
 
 
 @pytest.fixture
@@ -147,52 +124,3 @@ def test_evaluation_uses_the_prior_for_the_exploration_trajectories_then_the_pos
     drawn.clear()
     model.evaluate_task(0, adapt=False)
     assert all(drawn)
-
-
-# ----------------------------------------------------------------------------- through the CLI
-def test_exact_resume(pearl_straight: Path, tmp_path: Path) -> None:
-    half = tmp_path / "half"
-    _fit(half, "--model.init_args.total_env_steps=400")
-    rest = tmp_path / "rest"
-    _fit(rest, f"--ckpt_path={half / 'ckpt' / 'last.ckpt'}")
-    straight = load(pearl_straight / "ckpt" / "last.ckpt")
-    assert {"replay", "enc_replay"} <= straight["metarl"].keys()
-    assert_same_state(straight, load(rest / "ckpt" / "last.ckpt"))
-    assert metrics(half) + metrics(rest) == metrics(pearl_straight)
-    evals = [float(r["eval/env_steps"]) for r in metrics(pearl_straight) if r["eval/env_steps"]]
-    assert evals == [0.0, 200.0, 400.0, 600.0]
-
-
-def test_sigterm_checkpoints_and_resumes_exactly(pearl_straight: Path, tmp_path: Path) -> None:
-    out = tmp_path / "stopped"
-    signal_at = {"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": 3, "signum": 15}}
-    with pytest.raises(SystemExit) as stop:
-        _fit(out, f"--trainer.callbacks+={json.dumps(signal_at)}")
-    assert stop.value.code == 128 + signal.SIGTERM
-    assert counters(load(out / "ckpt" / "last.ckpt"))["iteration"] == 3
-    rest = tmp_path / "rest"
-    _fit(rest, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
-    assert_same_state(load(pearl_straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
-
-
-def test_meta_test_reports_a_pearl_checkpoint(pearl_straight: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from metarl.cli import main
-
-    ckpt = pearl_straight / "ckpt" / "last.ckpt"
-    main(["test", *TINY[1:5], f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu"])
-    report = json.loads((ckpt.parent / "meta_test.json").read_text())
-    assert report["method"] == "pearl" and report["family"] == "point-robot" and len(report["tasks"]) == 20
-    assert {"return_episode_1", "z_var_mean"} <= report["tasks"][0].keys()
-    assert "return_post_adapt:" in capsys.readouterr().out
-
-
-def test_a_checkpoint_of_another_method_is_a_one_line_error(
-    straight_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
-) -> None:
-    mql_ckpt = straight_run / "ckpt" / "last.ckpt"
-    with pytest.raises(SystemExit) as stop:
-        _fit(tmp_path / "x", f"--ckpt_path={mql_ckpt}")
-    assert stop.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("metarl: error:") and "Traceback" not in err
-    assert "metarl.methods.mql.MQLMetaTrain" in err and "metarl.methods.pearl.PEARLMetaTrain" in err

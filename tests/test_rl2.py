@@ -1,13 +1,10 @@
 """RL² without learning: the recurrent state in the module's own data path (carried across inner
 episodes, zero at each trial's start, re-unrolled as collected), one iteration of PPO and of TRPO,
-per-episode returns; and, through the CLI, exact resume, SIGTERM, the meta-test report and the
-checkpoint of another method."""
+per-episode returns. (Through the CLI: tests/test_method_contract.py.)"""
 
 from __future__ import annotations
 
 import json
-import signal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +14,6 @@ from metarl import keys
 from metarl.methods.rl2 import inner_episode_returns
 from metarl.nets.recurrent_policy import HIDDEN
 from tests.conftest import cli_model
-from tests.resume_support import counters, fit, load, metrics, run_main
 
 T, N = 5, 2  # debug-sized trials: 2 inner episodes of 5 steps
 
@@ -106,94 +102,6 @@ def test_evaluation_reports_every_inner_episode(model) -> None:
     assert result.return_pre == result.metrics["eval/return_episode_1"]
     assert result.return_post == result.metrics["eval/return_episode_2"]
     assert all(torch.equal(v, model.policy.state_dict()[k]) for k, v in state.items())  # no update
-
-
-# ----------------------------------------------------------------------------- through the CLI
-#: rl2_point_robot + debug: 2 trials x 40 steps = 80 env steps per iteration; evaluations at 0, 160, 320.
-TINY = ["fit", "--config", "rl2_point_robot.yaml", "--config", "debug.yaml",
-        "--model.init_args.eval.every_env_steps=160", "--model.init_args.total_env_steps=320",
-        "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu"]
-COMPARED = ["step", "epoch", "train/env_steps", "train/updates", "train/return", "rl2/loss_surrogate",
-            "rl2/loss_surrogate_after", "rl2/kl", "rl2/entropy", "eval/env_steps", "eval/return_pre_adapt",
-            "eval/return_post_adapt", "eval/return_episode_1"]
-
-
-def _fit(out: Path, *extra: str) -> None:
-    fit(out, *extra, base=TINY)
-
-
-def _metrics(out: Path) -> list[dict[str, str]]:
-    return metrics(out, COMPARED)
-
-
-def _assert_same_state(a: dict[str, Any], b: dict[str, Any]) -> None:
-    assert counters(a) == counters(b)
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for key, value in a["state_dict"].items():
-        assert torch.equal(value, b["state_dict"][key]), f"parameter {key} differs"
-    for oa, ob in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
-        for pid, sa in oa["state"].items():
-            for name, value in sa.items():
-                assert torch.equal(torch.as_tensor(value), torch.as_tensor(ob["state"][pid][name]))
-    gens = [k for k, v in a["metarl"].items() if k.endswith("_gen")]
-    assert {"task_gen", "acting_gen", "eval_acting_gen"} <= set(gens)
-    for name in gens:
-        assert torch.equal(a["metarl"][name], b["metarl"][name]), f"{name} differs"
-    assert a["metarl"]["rollouts"]["batch"] == b["metarl"]["rollouts"]["batch"]
-
-
-@pytest.fixture(scope="module")
-def rl2_straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("rl2_straight")
-    _fit(out)
-    return out
-
-
-def test_exact_resume(rl2_straight: Path, tmp_path: Path) -> None:
-    half = tmp_path / "half"
-    _fit(half, "--model.init_args.total_env_steps=160")
-    rest = tmp_path / "rest"
-    _fit(rest, f"--ckpt_path={half / 'ckpt' / 'last.ckpt'}")
-    straight = load(rl2_straight / "ckpt" / "last.ckpt")
-    assert counters(straight) == {"env_steps": 320, "num_updates": 8, "num_episodes": 16, "iteration": 4}
-    _assert_same_state(straight, load(rest / "ckpt" / "last.ckpt"))
-    assert _metrics(half) + _metrics(rest) == _metrics(rl2_straight)
-    evals = [float(r["eval/env_steps"]) for r in _metrics(rl2_straight) if r["eval/env_steps"]]
-    assert evals == [0.0, 160.0, 320.0]
-
-
-def test_sigterm_checkpoints_and_resumes_exactly(rl2_straight: Path, tmp_path: Path) -> None:
-    out = tmp_path / "stopped"
-    signal_at = {"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": 3, "signum": 15}}
-    with pytest.raises(SystemExit) as stop:
-        _fit(out, f"--trainer.callbacks+={json.dumps(signal_at)}")
-    assert stop.value.code == 128 + signal.SIGTERM
-    assert counters(load(out / "ckpt" / "last.ckpt"))["iteration"] == 3
-    rest = tmp_path / "rest"
-    _fit(rest, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
-    _assert_same_state(load(rl2_straight / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
-
-
-def test_meta_test_reports_an_rl2_checkpoint(rl2_straight: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ckpt = rl2_straight / "ckpt" / "last.ckpt"
-    run_main(["test", *TINY[1:5], f"--ckpt_path={ckpt}", "--trainer.logger=false", "--trainer.accelerator=cpu"])
-    report = json.loads((ckpt.parent / "meta_test.json").read_text())
-    assert report["method"] == "rl2" and report["family"] == "point-robot" and len(report["tasks"]) == 20
-    assert {"return_episode_1", "return_episode_2"} <= report["tasks"][0].keys()
-    assert "return_post_adapt:" in capsys.readouterr().out
-
-
-def test_a_checkpoint_of_another_method_is_a_one_line_error(
-    rl2_straight: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as stop:
-        run_main(["fit", "--config", "point_robot.yaml", "--config", "debug.yaml", "--trainer.accelerator=cpu",
-              "--trainer.logger=false", f"--checkpoint.dirpath={tmp_path / 'ckpt'}",
-              f"--ckpt_path={rl2_straight / 'ckpt' / 'last.ckpt'}"])
-    assert stop.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("metarl: error:") and "Traceback" not in err
-    assert "metarl.methods.rl2.RL2MetaTrain" in err and "metarl.methods.mql.MQLMetaTrain" in err
 
 
 def test_the_first_ppo_step_follows_the_policy_gradient(model) -> None:

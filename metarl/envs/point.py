@@ -19,12 +19,14 @@ from gymnasium.utils import EzPickle
 
 from metarl.envs.base import (
     FamilySpec,
+    Option,
     Params,
     Task,
     TaskEnvMixin,
     check_keys,
     check_vector,
     horizon_option,
+    one_of,
     seed_option,
     split_options,
 )
@@ -110,7 +112,9 @@ def sample_ood_halves(options: dict[str, Any]) -> tuple[list[dict[str, Any]], li
         return [{"goal": (float(rng.uniform(*x_range)), float(rng.uniform(-1.0, 1.0)))} for _ in range(n)]
 
     train = goals(options["n_train_tasks"], OOD_TRAIN_X)
-    return train, goals(options["n_eval_tasks"], OOD_EVAL_X)
+    # eval_split "in": held-out goals from the training distribution (the same train tasks), for the
+    # in-distribution column of an OOD comparison (MIER paper §6.2).
+    return train, goals(options["n_eval_tasks"], OOD_EVAL_X if options["eval_split"] == "ood" else OOD_TRAIN_X)
 
 
 def _options() -> dict[str, Any]:
@@ -129,7 +133,10 @@ FAMILIES = {
         reference="PEARL katerakelly/oyster rlkit/envs/point_robot.py SparsePointEnv, configs/sparse-point-robot.json",
     ),
     "point-robot-ood": FamilySpec(
-        name="point-robot-ood", options={**_options(), "seed": seed_option(1337, "as the point robots")},
+        name="point-robot-ood",
+        options={**_options(), "seed": seed_option(1337, "as the point robots"),
+                 "eval_split": Option("ood", one_of("ood", "in"), "eval goals beyond the train ones (ood: x in "
+                                      "[0.5, 1]) or held out from the train distribution (in: x in [-1, 0])")},
         sample=sample_ood_halves, env_class=PointEnv, check=check_goal, obs_dim=lambda _: 2, act_dim=2,
         reference="metarl's own OOD split of PEARL's point-robot (methods-reference §8.4): train goals x in "
                   "[-1, 0], eval goals x in [0.5, 1]",

@@ -118,11 +118,15 @@ class RunInterrupted(Exception):
 
 
 class MetaCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that also saves every ``every_n_updates`` TD3 updates and when training ends,
-    and turns SIGTERM/SIGINT into a checkpoint and a clean stop.
+    """ModelCheckpoint that also saves every ``every_n_updates`` TD3 updates, every
+    ``train_time_interval`` of wall time, and when training ends, and turns SIGTERM/SIGINT into a
+    checkpoint and a clean stop.
 
     Lightning's ``every_n_train_steps`` counts optimizer steps, which a TD3 iteration advances by a
     varying amount (policy delay), so it would skip saves; this counts metarl's own updates.
+    Lightning ignores ``train_time_interval`` under manual optimization (every metarl method), so
+    the time trigger is metarl's too: it is what keeps a SIGKILLed long run (a session ending, a
+    preempted job) from losing more than that interval.
 
     What differs from ModelCheckpoint's defaults (docs/reliability.md, "Checkpoints"):
 
@@ -162,10 +166,10 @@ class MetaCheckpoint(ModelCheckpoint):
         self.keep_periodic: int | None = keep if kwargs.get("monitor") is None else None
         self.seed_everything: int | bool | None = None  # set by the CLI; kept in checkpoints (resume checks)
         self._saved_bucket = -1
+        self._last_save_time: float | None = None  # monotonic; the time trigger counts from here
         self._signal: int | None = None
         self._stop_now = False
         self._dirty = False  # state changed since the last save
-        self._deferred = False  # a periodic save waits for the end of the epoch
         self._fresh_save: str | None = None  # a full checkpoint of the current state, if one was just written
         self._old_handlers: dict[int, Any] = {}
         self._trainer_ref: pl.Trainer | None = None
@@ -174,6 +178,14 @@ class MetaCheckpoint(ModelCheckpoint):
         self._iteration_seconds: float | None = None
         self._eval: dict[str, Any] | None = None
         self._eval_task_seconds: float | None = None  # the previous evaluation's, per task
+
+    @property
+    def state_key(self) -> str:
+        # A run has one MetaCheckpoint, whose state must come back whatever its triggers (they may
+        # change on resume). Lightning's key includes them; this is the key it gave the default
+        # triggers before metarl had a time trigger, so those checkpoints still restore it.
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode, every_n_train_steps=0,
+                                        every_n_epochs=1, train_time_interval=None)
 
     def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
         # The folder was checked by run_dir.prepare_run_folders: a resumed run's own checkpoints
@@ -213,10 +225,10 @@ class MetaCheckpoint(ModelCheckpoint):
                 self._saved_bucket = bucket
             elif bucket > self._saved_bucket:
                 self._saved_bucket, due = bucket, True
-        if epoch_ends:
-            # Lightning's own step/time-triggered saves would land before validation too.
-            self._deferred = self._deferred or due or bool(self._every_n_train_steps or self._train_time_interval)
-        else:
+        interval = self._train_time_interval
+        if interval is not None and self._last_save_time is not None:
+            due = due or time.monotonic() - self._last_save_time >= interval.total_seconds()
+        if not epoch_ends:  # at an epoch's end, the save after its evaluation stands for this one
             super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
             if due:
                 self._save_now(trainer)
@@ -249,10 +261,11 @@ class MetaCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         super().on_train_epoch_end(trainer, pl_module)  # the epoch-end save (after validation)
+        # Lightning skips that save when a step or time trigger is set (every_n_epochs becomes 0)
+        # or no optimizer step was taken since the last one (an evaluation during the cold start):
+        # every evaluation is followed by a save all the same.
+        self._save_if_dirty(trainer)
         stop = self._stop_requested(trainer)
-        if stop or self._deferred:
-            self._deferred = False
-            self._save_if_dirty(trainer)
         if stop:
             self._raise_stop(trainer, pl_module)
 
@@ -273,6 +286,7 @@ class MetaCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
+        self._last_save_time = time.monotonic()
         self._dirty = False
         self._fresh_save = filepath
 
@@ -333,6 +347,7 @@ class MetaCheckpoint(ModelCheckpoint):
         # After Lightning registered its own SIGTERM handler (it would stop without a checkpoint);
         # Lightning's teardown puts the handlers from before fit back.
         self._signal, self._stop_now = None, False
+        self._last_save_time = time.monotonic()
         if threading.current_thread() is not threading.main_thread():
             return
         connector = getattr(trainer, "_signal_connector", None)

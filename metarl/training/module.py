@@ -48,6 +48,7 @@ class MetaTrainModule(pl.LightningModule):
 
     #: The method's name in checkpoints and messages ("mql", "pearl", ...).
     method_name: ClassVar[str] = ""
+    title: ClassVar[str] = ""  # for people (the start block); method_name is the identifier checkpoints keep
     #: Logged-metric prefixes charted over train env steps / over eval env steps in W&B.
     train_metric_prefixes: ClassVar[tuple[str, ...]] = ("train", "time")
     eval_metric_prefixes: ClassVar[tuple[str, ...]] = ("eval", "adapt")
@@ -67,7 +68,7 @@ class MetaTrainModule(pl.LightningModule):
         if total_env_steps < 1:
             raise ValueError(f"model.total_env_steps must be >= 1, got {total_env_steps}")
         eval.validate()
-        self.family = make_task_family(family, **(family_overrides or {}))
+        self.family = family_with_eval_overrides(family, family_overrides or {}, eval.family_overrides or {})
         self.total_env_steps, self.eval_cfg, self.seed = total_env_steps, eval, seed
         self.env_steps = 0
         self.num_updates = 0
@@ -271,6 +272,20 @@ class AdaptModule(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.automatic_optimization = False
+
+
+def family_with_eval_overrides(name: str, overrides: dict[str, Any], eval_overrides: dict[str, Any]) -> Any:
+    """The task family with ``eval.family_overrides`` applied on top of ``family_overrides``. They may
+    change the eval tasks only (they are a meta-test setting, applied to a trained checkpoint too):
+    one that changes a train task is refused."""
+    family = make_task_family(name, **overrides)
+    if not eval_overrides:
+        return family
+    evaluated = make_task_family(name, **{**overrides, **eval_overrides})
+    if evaluated.train_tasks != family.train_tasks:
+        raise ValueError(f"eval.family_overrides {eval_overrides} change the train tasks of {name}, not only its "
+                         "eval tasks; set them in family_overrides (a new run) instead")
+    return evaluated
 
 
 def backward(module: pl.LightningModule, loss: torch.Tensor) -> None:

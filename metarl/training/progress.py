@@ -308,8 +308,12 @@ def _checkpoint_path(trainer: pl.Trainer) -> str | None:
 
 
 def method_name(module: Any) -> str:
-    """MQL, PEARL, ...: the module's ``method_name``, else its ``metarl.methods.<name>`` package, else
-    the class."""
+    """MQL, PEARL, ...: the module's ``title``, else its ``method_name``, else its
+    ``metarl.methods.<name>`` package, else the class. (Looked up on the module: a multi-seed run's
+    MultiSeed carries its seeds' method's.)"""
+    title = getattr(module, "title", None)
+    if isinstance(title, str) and title:
+        return title
     explicit = getattr(module, "method_name", None)
     if isinstance(explicit, str) and explicit:
         return explicit.upper()
@@ -379,10 +383,12 @@ def start_block(trainer: pl.Trainer, module: Any, threads: tuple[int, str], resu
         what = "last.ckpt"
         keep = getattr(cb, "keep_periodic", None)
         every_u = getattr(cb, "every_n_updates", None)
+        interval = getattr(cb, "_train_time_interval", None)
         if keep:
             kept = "every periodic one" if keep == -1 else f"the newest {keep}"
-            what += f" + {kept} of those saved every {every_u:,} updates and after each evaluation" if every_u \
-                else f" + {kept} of those saved after each evaluation"
+            triggers = [f"every {every_u:,} updates"] if every_u else []
+            triggers += [f"every {duration(interval.total_seconds())}"] if interval else []
+            what += f" + {kept} of those saved {', '.join([*triggers, 'after each evaluation'])}"
         size = checkpoint_bytes(module)
         if size:
             what += f"; up to {_size(size)} each"

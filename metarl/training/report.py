@@ -98,6 +98,7 @@ def _write(module: Any, summary: dict[str, Any], table: str) -> None:
     # The protocol that made these numbers: several tests of one checkpoint (say, two adaptation
     # settings) are told apart by it, and none overwrites another's file.
     summary["settings"] = {k: module.hparams[k] for k in PROTOCOL if k in module.hparams}
+    summary["family_options"] = dict(module.family.options)  # which eval tasks (e.g. point-robot-ood's eval_split)
     path = _free_path(out_dir)
     with open(path, "x") as f:
         json.dump(summary, f, indent=2, default=_plain)

@@ -82,9 +82,11 @@ class MultiSeed(MetaTrainModule):
             raise ValueError("MultiSeed: every seed must run the same method")
         super().__init__(first.family.name, first.hparams.get("family_overrides"), first.total_env_steps,
                          first.eval_cfg, first.seed)
+        self.family = first.family  # the seeds' own (eval.family_overrides applied)
         self.members = torch.nn.ModuleList(members)
         self.seeds = [m.seed for m in members]
         self.method_name = first.method_name  # type: ignore[misc]  # per instance: the seeds' method
+        self.title = first.title  # type: ignore[misc]
         self.train_metric_prefixes = first.train_metric_prefixes  # type: ignore[misc]
         self.eval_metric_prefixes = first.eval_metric_prefixes  # type: ignore[misc]
         self._hparams_name = getattr(first, "_hparams_name", "kwargs")

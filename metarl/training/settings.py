@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,9 @@ class EvalSettings:
     episodes: int = 2  # reference `num_evals` (configs/pearl_envs.json): repeats of the protocol
     adapt: bool = True  # False: the return without adaptation (MQL: TD3-context, paper §4.3)
     at_start: bool = True  # also evaluate before any update, at env step 0 (both reference codes do)
+    # Family options that change the eval tasks only (e.g. point-robot-ood's eval_split "in"); unlike
+    # family_overrides, they apply to a trained checkpoint's meta-test.
+    family_overrides: dict[str, Any] | None = None
 
     def validate(self) -> None:
         if self.every_env_steps < 1:

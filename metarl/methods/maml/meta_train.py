@@ -38,6 +38,7 @@ class MAMLMetaTrain(MetaTrainModule):
     """
 
     method_name = "maml"
+    title = "MAML-PG"
     train_metric_prefixes = ("train", "time", "maml")
 
     def __init__(

@@ -48,6 +48,7 @@ class MAMLModelMetaTrain(MetaTrainModule):
     """
 
     method_name = "maml_model"
+    title = "GrBAL (MAML with a model)"
     train_metric_prefixes = ("train", "time", "model")
 
     def __init__(

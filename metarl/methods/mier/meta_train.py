@@ -50,6 +50,7 @@ class MIERMetaTrain(MIERCollection, MetaTrainModule):
     """
 
     method_name = "mier"
+    title = "MIER"
     train_metric_prefixes = ("train", "time", "mier")
 
     def __init__(

@@ -61,6 +61,7 @@ class MQLMetaTrain(TD3ContextNets, MetaTrainModule):
     """
 
     method_name = "mql"
+    title = "MQL"
 
     def __init__(
         self,

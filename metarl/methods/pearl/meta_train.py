@@ -50,6 +50,7 @@ class PEARLMetaTrain(PEARLCollection, MetaTrainModule):
     """
 
     method_name = "pearl"
+    title = "PEARL"
     train_metric_prefixes = ("train", "time", "pearl")
 
     def __init__(

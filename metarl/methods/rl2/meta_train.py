@@ -39,6 +39,7 @@ class RL2MetaTrain(MetaTrainModule):
     """
 
     method_name = "rl2"
+    title = "RL²"
     train_metric_prefixes = ("train", "time", "rl2")
 
     def __init__(
