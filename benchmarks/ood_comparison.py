@@ -55,7 +55,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.baselines import point_robot  # noqa: E402
 from benchmarks.common import meta_test_record, provenance, run_test, seed_checkpoints, t_interval  # noqa: E402
+from metarl.envs.point import OOD_TRAIN_X  # noqa: E402
 
 #: Method key -> its point-robot-ood config.
 CONFIGS = {"mql": "point_robot_ood", "pearl": "pearl_point_robot_ood", "mier": "mier_point_robot_ood",
@@ -69,6 +71,13 @@ ROWS: list[tuple[str, str, list[str]]] = [
 #: Split -> the overrides that select its eval tasks (the family's own eval tasks are the OOD ones).
 SPLITS = {"in": ['--model.init_args.eval.family_overrides={"eval_split": "in"}'], "ood": []}
 PAIRED = ("MIER", "MIER-wR")  # their difference per (seed, task), on the same checkpoints and tasks
+
+
+def baselines() -> dict[str, dict[str, float]]:
+    """Split -> fixed policies' returns on its eval tasks, for scale (benchmarks/baselines.py); the
+    task-blind one heads for the training goals' centre, as a policy that ignores the task would learn."""
+    centre = (sum(OOD_TRAIN_X) / 2, 0.0)
+    return {split: point_robot(family="point-robot-ood", centre=centre, eval_split=split) for split in SPLITS}
 
 
 def method_folders(runs_dir: Path | None, named: list[str]) -> dict[str, Path]:
@@ -155,6 +164,10 @@ def markdown(result: dict[str, Any]) -> str:
         n = max(row["return_post_adapt"]["n"] for row in rows[label].values())
         runs = f"{', '.join(f'{s:,}' for s in steps)} ({seeds} seed{'s' if seeds != 1 else ''}, n = {n})"
         lines.append(f"| {label} | `{CONFIGS[key]}` | {runs} | {' | '.join(cells)} |")
+    fixed = result.get("baselines") or {}
+    for name in fixed.get("ood", {}):
+        cells = [f"{fixed[split][name]:.2f} | —" for split in SPLITS]
+        lines.append(f"| *{name}* | computed | — | {' | '.join(cells)} |")
     a, b = PAIRED
     for split, diff in result["summary"][f"{a} - {b}"].items():
         d = diff["post_adapt_difference"]
@@ -163,7 +176,8 @@ def markdown(result: dict[str, Any]) -> str:
                      f"per (seed, task): **{_cell(d, '+')}** (n = {d['n']}); over the seeds' means "
                      f"{_cell(s, '+')} (n = {s['n']}).")
     lines.append("\nMean over (seed, task) pairs with a 95% Student-t interval; \"before\" is each method's "
-                 "`return_pre_adapt`.")
+                 "`return_pre_adapt`. Rows in italics: fixed policies on the same eval tasks, computed "
+                 "(benchmarks/baselines.py), for scale.")
     return "\n".join(lines) + "\n"
 
 
@@ -190,7 +204,7 @@ def main() -> None:
               "runs": {k: str(v) for k, v in folders.items()}, "configs": {k: CONFIGS[k] for k in folders},
               "rows": {label: o for label, _, o in ROWS},
               "splits": SPLITS, "test_seed": args.test_seed, "test_args": extra,
-              "summary": summarize(tests), "tests": tests, **provenance()}
+              "summary": summarize(tests), "baselines": baselines(), "tests": tests, **provenance()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

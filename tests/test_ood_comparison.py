@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.ood_comparison import ROWS, SPLITS, markdown, method_folders, summarize
+from benchmarks.ood_comparison import ROWS, SPLITS, baselines, markdown, method_folders, summarize
 
 
 def _record(post: list[float], pre: list[float]) -> dict[str, Any]:
@@ -48,3 +48,15 @@ def test_every_method_has_a_row_and_each_split_its_overrides(tmp_path) -> None:
     assert method_folders(tmp_path, ["mql=/x"]) == {"rl2": tmp_path / "rl2_point_robot_ood", "mql": Path("/x")}
     with pytest.raises(SystemExit, match="KEY=FOLDER"):
         method_folders(None, ["mier"])
+
+
+def test_the_fixed_policies_for_scale() -> None:
+    """Out of distribution, heading for the training goals' centre is worse than standing still; in
+    distribution it is the best a task-blind policy roughly does; the oracle beats both everywhere."""
+    fixed = baselines()
+    blind = "go to the train goals' centre (-0.5, 0.0) (ignores the task)"
+    for split in SPLITS:
+        assert fixed[split]["oracle (knows the goal)"] > max(fixed[split]["no action"], fixed[split][blind])
+    assert fixed["ood"][blind] < fixed["ood"]["no action"] and fixed["in"][blind] > fixed["in"]["no action"]
+    table = markdown({"summary": {"rows": {}, "MIER - MIER-wR": {}}, "baselines": fixed})
+    assert f"| *{blind}* | computed | — | {fixed['in'][blind]:.2f} | — | {fixed['ood'][blind]:.2f} | — |" in table
