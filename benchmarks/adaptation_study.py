@@ -21,19 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import provenance  # noqa: E402
+from benchmarks.common import meta_test_record, provenance, run_test, seed_checkpoints, t_interval  # noqa: E402
 
 A = "--model.init_args.adapt."
 PROTOCOLS: dict[str, list[str]] = {
@@ -41,30 +36,6 @@ PROTOCOLS: dict[str, list[str]] = {
     "released": [f"{A}lambda_mode=fixed", f"{A}fixed_lambda=0.1", f"{A}prox_half=false", f"{A}prox_on_new_data=false"],
     "none": ["--model.init_args.eval.adapt=false"],
 }
-WRITTEN = re.compile(r"meta-test results written to (\S+)")
-
-
-def t_interval(values: list[float]) -> dict[str, float]:
-    """Mean with a 95% Student-t interval (n small: seeds x tasks)."""
-    from scipy.stats import t
-
-    mean = statistics.fmean(values)
-    n = len(values)
-    half = t.ppf(0.975, n - 1) * statistics.stdev(values) / n**0.5 if n > 1 else float("nan")
-    return {"mean": mean, "ci95_low": mean - half, "ci95_high": mean + half, "n": n}
-
-
-def run_test(config: str, ckpt: Path, seed: int, protocol: str, threads: int) -> tuple[Path, float]:
-    cmd = [sys.executable, "-m", "metarl", "test", "--config", f"{config}.yaml", f"--ckpt_path={ckpt}",
-           f"--seed_everything={seed}", "--trainer.logger=false", *PROTOCOLS[protocol]]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    found = WRITTEN.search(proc.stdout)
-    if proc.returncode != 0 or not found:
-        sys.exit(f"adaptation_study: {' '.join(cmd)} failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
-    return Path(found.group(1)), wall
 
 
 def main() -> None:
@@ -77,25 +48,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    seeds = sorted(args.runs.glob("seed*"), key=lambda p: int(p.name.removeprefix("seed")))
-    if not seeds:
-        parser.error(f"no seed* folders in {args.runs}")
     tests: dict[str, dict[str, Any]] = {}
-    for seed_dir in seeds:
-        ckpts = sorted(seed_dir.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not ckpts:
-            parser.error(f"no last.ckpt below {seed_dir}")
-        ckpt = ckpts[-1]
+    for seed, ckpt in seed_checkpoints(args.runs):
         for protocol in args.protocols:
-            report_path, wall = run_test(args.config, ckpt, args.test_seed, protocol, args.threads)
+            report_path, wall = run_test(args.config, ckpt, args.test_seed, PROTOCOLS[protocol], args.threads)
             report = json.loads(report_path.read_text())
-            tests.setdefault(seed_dir.name, {})[protocol] = {
-                "report": str(report_path), "checkpoint": str(ckpt), "env_steps": report["env_steps"],
-                "wall_s": round(wall, 1), "settings": report["settings"],
-                "tasks": {str(row["task"]): row["return_post_adapt"] for row in report["tasks"]},
-                "tasks_pre": {str(row["task"]): row["return_pre_adapt"] for row in report["tasks"]},
-            }
-            print(f"{seed_dir.name} {protocol}: post {report['return_post_adapt']['mean']:.1f} "
+            tests.setdefault(seed, {})[protocol] = meta_test_record(report_path, ckpt, wall)
+            print(f"{seed} {protocol}: post {report['return_post_adapt']['mean']:.1f} "
                   f"pre {report['return_pre_adapt']['mean']:.1f} ({wall:.0f} s)", flush=True)
 
     summary: dict[str, Any] = {}

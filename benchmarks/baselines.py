@@ -20,10 +20,10 @@ import numpy as np
 Policy = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def _mean_return(family_name: str, policy: Policy, starts_per_task: int, seed: int) -> float:
+def _mean_return(family_name: str, policy: Policy, starts_per_task: int, seed: int, **options: object) -> float:
     from metarl.envs import make_task_family
 
-    family = make_task_family(family_name)
+    family = make_task_family(family_name, **options)
     returns = []
     for task in family.eval_tasks:
         env = family.make_env(task, evaluation=True)
@@ -39,18 +39,22 @@ def _mean_return(family_name: str, policy: Policy, starts_per_task: int, seed: i
     return statistics.fmean(returns)
 
 
-def point_robot(starts_per_task: int = 20, seed: int = 0) -> dict[str, float]:
+def point_robot(starts_per_task: int = 20, seed: int = 0, family: str = "point-robot",
+                centre: tuple[float, float] = (0.0, 0.0), **options: object) -> dict[str, float]:
+    """The three policies on ``family``'s eval tasks (``options``: its options, e.g. point-robot-ood's
+    ``eval_split``); the task-blind one heads for ``centre``, the centre of the training goals."""
     step = 0.1  # metarl.envs.point.MAX_STEP: an action of 1 moves 0.1
 
     def toward(target: np.ndarray | None) -> Policy:
         return lambda obs, goal: np.clip(((goal if target is None else target) - obs) / step, -1.0, 1.0)
 
-    return {
-        "no action": _mean_return("point-robot", lambda obs, goal: np.zeros(2), starts_per_task, seed),
-        "go to the centre (ignores the task)": _mean_return("point-robot", toward(np.zeros(2)), starts_per_task,
-                                                             seed),
-        "oracle (knows the goal)": _mean_return("point-robot", toward(None), starts_per_task, seed),
-    }
+    def score(policy: Policy) -> float:
+        return _mean_return(family, policy, starts_per_task, seed, **options)
+
+    blind = "go to the centre (ignores the task)" if centre == (0.0, 0.0) else \
+        f"go to the train goals' centre {centre} (ignores the task)"
+    return {"no action": score(lambda obs, goal: np.zeros(2)), blind: score(toward(np.asarray(centre))),
+            "oracle (knows the goal)": score(toward(None))}
 
 
 BASELINES: dict[str, Callable[[], dict[str, float]]] = {"point_robot": point_robot}

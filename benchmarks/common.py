@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -113,3 +115,59 @@ def write_results(result: dict[str, Any], out: Path, plot: Callable[[dict[str, A
     out.write_text(json.dumps(result, indent=2) + "\n")
     plot(result, out.with_suffix(".png"))
     print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+# ----------------------------------------------------------------------------- meta-tests of saved runs
+WRITTEN = re.compile(r"meta-test results written to (\S+)")
+
+
+def t_interval(values: list[float]) -> dict[str, float]:
+    """Mean with a 95% Student-t interval (n small: seeds x tasks)."""
+    from scipy.stats import t
+
+    mean = statistics.fmean(values)
+    n = len(values)
+    half = t.ppf(0.975, n - 1) * statistics.stdev(values) / n**0.5 if n > 1 else float("nan")
+    return {"mean": mean, "ci95_low": mean - half, "ci95_high": mean + half, "n": n}
+
+
+def seed_checkpoints(runs: Path) -> list[tuple[str, Path]]:
+    """``(seedK, newest last.ckpt)`` of each seed folder of a ``benchmarks/learning.py`` runs folder
+    (``RUNS/CONFIG/seedK/.../last.ckpt``), in seed order; exits with a message when one is missing."""
+    seeds = sorted(runs.glob("seed*"), key=lambda p: int(p.name.removeprefix("seed")))
+    if not seeds:
+        sys.exit(f"{Path(sys.argv[0]).stem}: no seed* folders in {runs}")
+    found = []
+    for seed_dir in seeds:
+        ckpts = sorted(seed_dir.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not ckpts:
+            sys.exit(f"{Path(sys.argv[0]).stem}: no last.ckpt below {seed_dir}")
+        found.append((seed_dir.name, ckpts[-1]))
+    return found
+
+
+def run_test(config: str, ckpt: Path, seed: int, overrides: list[str], threads: int) -> tuple[Path, float]:
+    """``python -m metarl test`` of one checkpoint with the config's protocol plus ``overrides``;
+    the report it wrote (``meta_test*.json`` next to the checkpoint, never overwritten) and the wall time."""
+    cmd = [sys.executable, "-m", "metarl", "test", "--config", f"{config.removesuffix('.yaml')}.yaml",
+           f"--ckpt_path={ckpt}", f"--seed_everything={seed}", "--trainer.logger=false", *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled")}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    found = WRITTEN.search(proc.stdout)
+    if proc.returncode != 0 or not found:
+        sys.exit(f"{Path(sys.argv[0]).stem}: {shlex.join(cmd)} failed (exit {proc.returncode}): "
+                 f"{proc.stderr.strip()[-400:]}")
+    return Path(found.group(1)), wall
+
+
+def meta_test_record(report_path: Path, ckpt: Path, wall: float) -> dict[str, Any]:
+    """What a comparison keeps of one meta-test: the report's file, the protocol it ran, and the
+    per-task returns after (``tasks``) and before (``tasks_pre``) adaptation, keyed by task."""
+    report = json.loads(report_path.read_text())
+    return {"report": str(report_path), "checkpoint": str(ckpt), "env_steps": report["env_steps"],
+            "wall_s": round(wall, 1), "settings": report["settings"],
+            "family_options": report.get("family_options"),
+            "tasks": {str(row["task"]): row["return_post_adapt"] for row in report["tasks"]},
+            "tasks_pre": {str(row["task"]): row["return_pre_adapt"] for row in report["tasks"]}}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 import yaml
 
@@ -21,12 +24,18 @@ MIER = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.mier.MIERMet
 RL2 = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.rl2.RL2MetaTrain"]
 MAML = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.maml.MAMLMetaTrain"]
 MAML_MODEL = [n for n in EXPERIMENTS if _class_path(n) == "metarl.methods.maml_model.MAMLModelMetaTrain"]
+#: Each method's point-robot config, whose ``<name>_ood`` twin differs in the family only, but for these keys.
+_NETS = [("actor", "init_args", "hidden_sizes"), ("critic", "init_args", "hidden_sizes")]
+OOD_PAIRS: dict[str, list[tuple[str, ...]]] = {
+    "point_robot": [], "pearl_point_robot": [], "rl2_point_robot": [], "maml_point_robot": [],
+    "maml_model_point_robot": [], "mier_point_robot": [*_NETS, ("adapt",)]}
 
 
 def test_the_design_lists_every_family_config() -> None:
     assert FAMILIES <= {name.removesuffix(".yaml") for name in MQL}
     assert {f"pearl_{f}" for f in FAMILIES} <= {name.removesuffix(".yaml") for name in PEARL}
     assert {"mier_point_robot.yaml", "mier_point_robot_ood.yaml"} <= set(MIER)
+    assert {f"{base}_ood" for base in OOD_PAIRS} <= {name.removesuffix(".yaml") for name in EXPERIMENTS}
     assert {"rl2_point_robot", "rl2_cheetah_vel"} <= {name.removesuffix(".yaml") for name in RL2}
     assert "maml_point_robot" in {name.removesuffix(".yaml") for name in MAML}
     assert {"maml_model_point_robot", "maml_model_point_robot_ood", "maml_model_cheetah_vel"} <= {
@@ -170,8 +179,8 @@ def test_mier_configs_are_mier_wr_and_mier() -> None:
     assert (ood.adapt_cfg.context_steps, ood.adapt_cfg.real_ratio, ood.adapt_cfg.sac_batch_size) == (10, 0.05, 256)
 
 
-@pytest.mark.parametrize("name", ["point_robot.yaml", "pearl_point_robot.yaml", "mier_point_robot.yaml",
-                                  "mier_point_robot_ood.yaml"])
+@pytest.mark.parametrize("name", ["point_robot.yaml", "point_robot_ood.yaml", "pearl_point_robot.yaml",
+                                  "pearl_point_robot_ood.yaml", "mier_point_robot.yaml", "mier_point_robot_ood.yaml"])
 def test_debug_overlay_works_on_every_method(name: str) -> None:
     m = cli_model("--config", name, "--config", "debug.yaml").model
     assert m.total_env_steps == 600 and m.updates_per_iter == 4 and m.eval_cfg.num_tasks == 1
@@ -200,7 +209,7 @@ def test_maml_config_instantiates_with_its_values_and_under_the_debug_overlay(na
     assert model.method_name == "maml" and model.family.name == raw["family"]
     c = model.cfg
     # methods-reference §8.4 (point robot: M = 20, 300 iterations) and §5.2 (ProMP's cheetah: M = 40, 501)
-    tasks, iterations = (20, 300) if raw["family"] == "point-robot" else (40, 501)
+    tasks, iterations = (20, 300) if raw["family"].startswith("point-robot") else (40, 501)
     assert (c.tasks_per_iter, c.episodes_per_task, c.inner_lr, c.max_kl, c.first_order) == (tasks, 20, 0.1, 0.01, False)
     assert [m.out_features for m in model.policy.mean_net if hasattr(m, "out_features")][:2] == [64, 64]
     assert model.total_env_steps == iterations * model.iteration_env_steps(0)
@@ -236,6 +245,31 @@ def test_maml_model_point_robot_is_the_cpu_check() -> None:
     m = cli_model("--config", "maml_model_point_robot").model
     assert [x.out_features for x in m.model.net[:-1] if hasattr(x, "out_features")] == [200, 200, 200]
     assert (m.cfg.past_steps, m.cfg.future_steps, m.collect_cfg.adapt_online, m.total_env_steps) == (8, 8, True, 50_000)
-    ood = yaml.safe_load((CONFIGS / "maml_model_point_robot_ood.yaml").read_text())["model"]["init_args"]
-    base = yaml.safe_load((CONFIGS / "maml_model_point_robot.yaml").read_text())["model"]["init_args"]
-    assert ood.pop("family") == "point-robot-ood" and base.pop("family") == "point-robot" and ood == base
+
+
+def _renamed(node: Any, old: str, new: str) -> Any:
+    """A loaded YAML with the run name ``old`` replaced by ``new`` in every string (dirs, logger names)."""
+    if isinstance(node, dict):
+        return {k: _renamed(v, old, new) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_renamed(v, old, new) for v in node]
+    return re.sub(rf"\b{old}\b", new, node) if isinstance(node, str) else node
+
+
+@pytest.mark.parametrize("base", sorted(OOD_PAIRS))
+def test_ood_config_is_its_point_robot_config_but_the_family(base: str) -> None:
+    """Every method's point-robot-ood config is its point-robot config with the family and the run
+    names changed, so a comparison in and out of distribution compares the training goals alone. MIER's
+    differs where its header says: mier_public's OOD nets and the extrapolation settings (MIER vs MIER-wR)."""
+    ood = yaml.safe_load((CONFIGS / f"{base}_ood.yaml").read_text())
+    want = _renamed(yaml.safe_load((CONFIGS / f"{base}.yaml").read_text()), base, f"{base}_ood")
+    got, want_init = ood["model"]["init_args"], want["model"]["init_args"]
+    assert (got.pop("family"), want_init.pop("family")) == ("point-robot-ood", "point-robot")
+    for path in OOD_PAIRS[base]:  # MIER: [actor|critic, init_args, hidden_sizes] and adapt
+        *parents, leaf = path
+        g, w = got, want_init
+        for key in parents:
+            g, w = g[key], w[key]
+        g.pop(leaf), w.pop(leaf)
+    assert ood == want
+    assert cli_model("--config", f"{base}_ood").model.family.name == "point-robot-ood"

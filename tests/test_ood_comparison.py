@@ -1,0 +1,62 @@
+"""benchmarks/ood_comparison.py's arithmetic: per-split means over (seed, task) pairs and the paired
+MIER − MIER-wR difference, on hand-made meta-test records (the end-to-end check runs real tests)."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.ood_comparison import ROWS, SPLITS, baselines, markdown, method_folders, summarize
+
+
+def _record(post: list[float], pre: list[float]) -> dict[str, Any]:
+    return {"env_steps": 600, "wall_s": 1.0, "tasks": {str(i): v for i, v in enumerate(post)},
+            "tasks_pre": {str(i): v for i, v in enumerate(pre)}}
+
+
+def test_the_paired_difference_is_per_seed_and_task() -> None:
+    tests = {
+        "MIER-wR": {"ood": {"seed0": _record([-10.0, -12.0], [-15.0, -15.0]),
+                            "seed1": _record([-11.0, -9.0], [-14.0, -16.0])},
+                    "in": {"seed0": _record([-6.0, -7.0], [-9.0, -9.0])}},
+        "MIER": {"ood": {"seed0": _record([-8.0, -11.0], [-15.0, -15.0]),
+                         "seed1": _record([-10.0, -9.5], [-14.0, -16.0])}},
+    }
+    summary = summarize(tests)
+    diffs = [2.0, 1.0, 1.0, -0.5]
+    d = summary["MIER - MIER-wR"]["ood"]["post_adapt_difference"]
+    assert d["n"] == 4 and d["mean"] == pytest.approx(statistics.fmean(diffs))
+    over_seeds = summary["MIER - MIER-wR"]["ood"]["over_seeds"]  # seed means 1.5 and 0.25
+    assert over_seeds["n"] == 2 and over_seeds["mean"] == pytest.approx(0.875)
+    assert "in" not in summary["MIER - MIER-wR"]  # MIER was not tested in distribution
+    wr = summary["rows"]["MIER-wR"]
+    assert wr["ood"]["return_post_adapt"]["mean"] == pytest.approx(-10.5) and wr["ood"]["seeds"] == ["seed0", "seed1"]
+    assert wr["in"]["return_pre_adapt"]["mean"] == pytest.approx(-9.0) and wr["in"]["return_pre_adapt"]["n"] == 2
+    table = markdown({"summary": summary})
+    assert "| MIER | `mier_point_robot_ood` | 600 (2 seeds, n = 4) | — | — | -9.6" in table  # no in-dist test
+    assert "| MIER-wR | `mier_point_robot_ood` | 600 (2 seeds, n = 4) | -6.50 [" in table
+    assert "MIER − MIER-wR after adaptation, out of distribution, paired per (seed, task): **+0.8" in table
+
+
+def test_every_method_has_a_row_and_each_split_its_overrides(tmp_path) -> None:
+    assert {key for _, key, _ in ROWS} == {"mql", "pearl", "mier", "rl2", "maml", "grbal"}
+    assert SPLITS["ood"] == [] and '"eval_split": "in"' in SPLITS["in"][0]
+    (tmp_path / "rl2_point_robot_ood").mkdir()
+    assert method_folders(tmp_path, ["mql=/x"]) == {"rl2": tmp_path / "rl2_point_robot_ood", "mql": Path("/x")}
+    with pytest.raises(SystemExit, match="KEY=FOLDER"):
+        method_folders(None, ["mier"])
+
+
+def test_the_fixed_policies_for_scale() -> None:
+    """Out of distribution, heading for the training goals' centre is worse than standing still; in
+    distribution it is the best a task-blind policy roughly does; the oracle beats both everywhere."""
+    fixed = baselines()
+    blind = "go to the train goals' centre (-0.5, 0.0) (ignores the task)"
+    for split in SPLITS:
+        assert fixed[split]["oracle (knows the goal)"] > max(fixed[split]["no action"], fixed[split][blind])
+    assert fixed["ood"][blind] < fixed["ood"]["no action"] and fixed["in"][blind] > fixed["in"]["no action"]
+    table = markdown({"summary": {"rows": {}, "MIER - MIER-wR": {}}, "baselines": fixed})
+    assert f"| *{blind}* | computed | — | {fixed['in'][blind]:.2f} | — | {fixed['ood'][blind]:.2f} | — |" in table
