@@ -34,7 +34,8 @@ from metarl.tracking import (
     start_wandb,
     watch_log_handler_errors,
 )
-from metarl.training.callbacks import AtomicCheckpointIO, MetaCheckpoint, RunInterrupted
+from metarl.training.atomic_io import AtomicCheckpointIO
+from metarl.training.callbacks import MetaCheckpoint, RunInterrupted
 from metarl.training.module import MetaTrainModule
 from metarl.training.progress import EnvStepProgressBar, FreshStepMetrics, RunConsole
 from metarl.training.resume import (
