@@ -3,10 +3,12 @@ save cut short (SIGKILL, a full disk) leaves the previous checkpoint whole (docs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -34,17 +36,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.makedirs(folder, exist_ok=True)
         # Not named *.ckpt: a leftover from a killed save is never mistaken for a checkpoint.
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-        try:
+        with _removed_on_failure(tmp):
             with os.fdopen(fd, "wb") as f:
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, _FILE_MODE)
             os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
         _fsync_dir(folder)
 
 
@@ -68,7 +66,7 @@ def link_atomically(source: str, target: str) -> None:
     links gets a copy."""
     folder = os.path.dirname(os.path.abspath(target))
     tmp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with _removed_on_failure(tmp):
         try:
             os.link(source, tmp)
         except OSError:
@@ -76,8 +74,15 @@ def link_atomically(source: str, target: str) -> None:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, target)
+    _fsync_dir(folder)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp: str) -> Iterator[None]:
+    """A save cut short (an exception, SIGINT) leaves no temporary file behind."""
+    try:
+        yield
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    _fsync_dir(folder)
