@@ -8,9 +8,12 @@ distribution (``eval.family_overrides`` ``{"eval_split": "in"}``: held-out goals
 range, the train tasks unchanged). MIER's checkpoints are tested with ``adapt.relabel=false`` (MIER-wR:
 model identification only) and ``adapt.relabel=true`` (MIER: identification, then experience
 relabeling and SAC on the relabeled data); both on the same checkpoints, so their difference on the OOD
-tasks is paired per (seed, task). It reports, per method and split, the mean return after and before
-adaptation over (seed, task) pairs with a 95% Student-t interval, and MIER − MIER-wR with its interval,
-as JSON and as a markdown table (``OUT`` with ``.md``), the MIER paper's comparison (section 6.2).
+tasks is paired per (seed, task). MIER's extrapolation runs ``--mier-epochs`` epochs of continued SAC
+(default 2, i.e. 4,000 SAC updates; the config's mier_public value 10 costs 12-13 min per eval task on 2
+busy cores: docs/fidelity.md, "Extrapolation on a CPU"). It reports, per method and split, the mean
+return after and before adaptation over (seed, task) pairs with a 95% Student-t interval, and
+MIER − MIER-wR with its interval, as JSON and as a markdown table (``OUT`` with ``.md``), the MIER
+paper's comparison (section 6.2).
 
 The runs (one runs folder ``RUNS``; ``RUNS/<config>/seedK``), with budgets sized for a 2-core CPU from
 the point-robot runs in BENCHMARKS.md (their wall times there, 3 seeds, one torch thread each, on a
@@ -37,7 +40,10 @@ shared machine):
         --runs-dir $RUNS
     python benchmarks/ood_comparison.py --runs-dir $RUNS --out benchmarks/results/ood_comparison.json
 
-A method whose folder is missing is left out (``--runs KEY=FOLDER`` names one folder per method instead).
+Each finished test is recorded in ``OUT.done.json`` (with its checkpoint's size and mtime and its
+arguments), so a stopped comparison run again with the same arguments goes on where it stopped;
+``--fresh`` sets that file aside and tests everything again. A method whose folder is missing is left
+out (``--runs KEY=FOLDER`` names one folder per method instead).
 Arguments after ``--`` go to every test (``-- --config debug.yaml``: a seconds-long smoke check of debug
 runs). The test takes each checkpoint's model as trained and only the protocol (``eval``, ``adapt``) from
 the config, so fit-time overrides (PEARL's nets above) need not be repeated.
@@ -49,6 +55,7 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +69,8 @@ from metarl.envs.point import OOD_TRAIN_X  # noqa: E402
 #: Method key -> its point-robot-ood config.
 CONFIGS = {"mql": "point_robot_ood", "pearl": "pearl_point_robot_ood", "mier": "mier_point_robot_ood",
            "rl2": "rl2_point_robot_ood", "maml": "maml_point_robot_ood", "grbal": "maml_model_point_robot_ood"}
-RELABEL = "--model.init_args.adapt.relabel="
+A = "--model.init_args.adapt."
+RELABEL = f"{A}relabel="
 #: The table's rows: (label, method key, the protocol's overrides). MIER's checkpoints give two rows.
 ROWS: list[tuple[str, str, list[str]]] = [
     ("MQL", "mql", []), ("PEARL", "pearl", []), ("MIER-wR", "mier", [f"{RELABEL}false"]),
@@ -91,24 +99,61 @@ def method_folders(runs_dir: Path | None, named: list[str]) -> dict[str, Path]:
     return folders
 
 
-def run_tests(folders: dict[str, Path], relabel_in: bool, seed: int, threads: int,
-              extra: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    """row label -> split -> seedK -> the meta-test's record (benchmarks.common.meta_test_record)."""
+def mier_protocol(epochs: int) -> list[str]:
+    """MIER's extrapolation overrides for the comparison: ``epochs`` of continued SAC (x 1000 steps x 2
+    repeats). The config's 10 (mier_public's) cost 12-13 min per eval task on 2 busy cores, 4 h per seed;
+    docs/fidelity.md ("MIER's extrapolation on a CPU") records the CPU-sized default."""
+    return [f"{A}epochs={epochs}"]
+
+
+def done_key(label: str, split: str, seed_name: str, ckpt: Path, args: list[str]) -> str:
+    """What makes a finished test reusable: the row, split, seed, the checkpoint as it is now (path,
+    size, mtime: a resumed run's new last.ckpt is another test) and every argument."""
+    stat = ckpt.stat()
+    return json.dumps([label, split, seed_name, str(ckpt), stat.st_size, stat.st_mtime_ns, args])
+
+
+def load_done(path: Path) -> dict[str, dict[str, Any]]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def save_done(path: Path, done: dict[str, dict[str, Any]]) -> None:
+    """Written after every test (temporary file, then rename), so a stopped comparison goes on later."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(done, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def run_tests(folders: dict[str, Path], relabel_in: bool, seed: int, threads: int, extra: list[str],
+              mier_epochs: int, done_path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """row label -> split -> seedK -> the meta-test's record (benchmarks.common.meta_test_record).
+    Tests already in ``done_path`` with the same checkpoint and arguments are read back, not rerun."""
     tests: dict[str, dict[str, dict[str, Any]]] = {}
+    done = load_done(done_path)
     for label, key, overrides in ROWS:
         if key not in folders:
             continue
+        protocol = mier_protocol(mier_epochs) if label == "MIER" else []
         for seed_name, ckpt in seed_checkpoints(folders[key]):
             for split, split_overrides in SPLITS.items():
                 if label == "MIER" and split == "in" and not relabel_in:
                     continue  # relabeling is MIER's step for OOD tasks; in distribution MIER-wR's row stands
                 # The extra arguments first, so that the protocol's own settings win.
-                args = [*extra, "--trainer.logger=false", *overrides, *split_overrides]
+                args = [*extra, "--trainer.logger=false", *protocol, *overrides, *split_overrides]
+                key_done = done_key(label, split, seed_name, ckpt, args)
+                if key_done in done:
+                    record = done[key_done]
+                    print(f"{label} {split} {seed_name}: done before ({record['report']})", flush=True)
+                    tests.setdefault(label, {}).setdefault(split, {})[seed_name] = record
+                    continue
                 report, wall = run_test(CONFIGS[key], ckpt, seed, args, threads)
                 record = meta_test_record(report, ckpt, wall)
                 if (record["family_options"] or {}).get("eval_split") != split:
                     sys.exit(f"ood_comparison: {report} is on eval_split {record['family_options']}, not {split}")
                 tests.setdefault(label, {}).setdefault(split, {})[seed_name] = record
+                done[key_done] = record
+                save_done(done_path, done)
                 post = sum(record["tasks"].values()) / len(record["tasks"])
                 print(f"{label} {split} {seed_name}: post {post:.2f} over {len(record['tasks'])} tasks "
                       f"({wall:.0f} s)", flush=True)
@@ -192,6 +237,9 @@ def main() -> None:
                         help="also test MIER (relabeling) in distribution (by default only MIER-wR is)")
     parser.add_argument("--test-seed", type=int, default=0, help="the meta-test's seed, the same for every test")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--mier-epochs", type=int, default=2,
+                        help="MIER's extrapolation epochs (x 2,000 SAC updates); the config's 10 is 4 h per seed")
+    parser.add_argument("--fresh", action="store_true", help="rerun every test (default: reuse OUT.done.json's)")
     parser.add_argument("--out", type=Path, required=True, help="JSON path (the markdown table goes next to it)")
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     folders = method_folders(args.runs_dir, args.runs)
@@ -199,11 +247,15 @@ def main() -> None:
         parser.error("no runs: give --runs-dir (with RUNS/<config>/seedK folders) or --runs KEY=FOLDER")
     print("methods: " + ", ".join(f"{k} ({folders[k]})" for k in CONFIGS if k in folders), flush=True)
 
-    tests = run_tests(folders, args.relabel_in, args.test_seed, args.threads, extra)
+    done_path = args.out.with_suffix(".done.json")
+    if args.fresh and done_path.is_file():
+        done_path.rename(done_path.with_suffix(f".old-{int(time.time())}.json"))  # kept, never deleted
+    tests = run_tests(folders, args.relabel_in, args.test_seed, args.threads, extra, args.mier_epochs, done_path)
     result = {"benchmark": "ood_comparison", "family": "point-robot-ood",
               "runs": {k: str(v) for k, v in folders.items()}, "configs": {k: CONFIGS[k] for k in folders},
               "rows": {label: o for label, _, o in ROWS},
               "splits": SPLITS, "test_seed": args.test_seed, "test_args": extra,
+              "mier_protocol": mier_protocol(args.mier_epochs),
               "summary": summarize(tests), "baselines": baselines(), "tests": tests, **provenance()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -60,3 +60,57 @@ def test_the_fixed_policies_for_scale() -> None:
     assert fixed["ood"][blind] < fixed["ood"]["no action"] and fixed["in"][blind] > fixed["in"]["no action"]
     table = markdown({"summary": {"rows": {}, "MIER - MIER-wR": {}}, "baselines": fixed})
     assert f"| *{blind}* | computed | — | {fixed['in'][blind]:.2f} | — | {fixed['ood'][blind]:.2f} | — |" in table
+
+
+
+def _fake_tests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str) -> tuple[Path, list[list[str]]]:
+    """A method folder with one seed's checkpoint, and ``run_test`` replaced by a recorder of its
+    arguments (the records it returns are on the split the arguments ask for)."""
+    import benchmarks.ood_comparison as oc
+
+    ckpt = tmp_path / key / "seed0" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+    calls: list[list[str]] = []
+
+    def fake_test(config: str, path: Path, seed: int, args: list[str], threads: int) -> tuple[Path, float]:
+        calls.append(args)
+        return path, 2.0
+
+    def fake_record(report: Path, path: Path, wall: float) -> dict[str, Any]:
+        split = "in" if any("eval_split" in a for a in calls[-1]) else "ood"
+        return {**_record([-1.0], [-2.0]), "report": str(report), "family_options": {"eval_split": split}}
+
+    monkeypatch.setattr(oc, "run_test", fake_test)
+    monkeypatch.setattr(oc, "meta_test_record", fake_record)
+    return ckpt, calls
+
+
+def test_a_stopped_comparison_reuses_finished_tests_and_reruns_changed_ones(tmp_path, monkeypatch) -> None:
+    """Tests are written to OUT.done.json as they finish; a second call reads them back, and a
+    checkpoint that changed since (a resumed run) is tested again."""
+    import os
+
+    from benchmarks.ood_comparison import run_tests
+
+    ckpt, calls = _fake_tests(tmp_path, monkeypatch, "mql")
+    done = tmp_path / "cmp.done.json"
+    first = run_tests({"mql": tmp_path / "mql"}, False, 0, 1, [], 2, done)
+    assert len(calls) == 2 and set(first["MQL"]) == {"in", "ood"} and done.is_file()
+    again = run_tests({"mql": tmp_path / "mql"}, False, 0, 1, [], 2, done)
+    assert len(calls) == 2 and again == first
+    os.utime(ckpt, ns=(1, 1))  # the run went on: its last.ckpt is another checkpoint
+    run_tests({"mql": tmp_path / "mql"}, False, 0, 1, [], 2, done)
+    assert len(calls) == 4
+
+
+def test_only_mier_relabeling_gets_the_cpu_sized_extrapolation(tmp_path, monkeypatch) -> None:
+    from benchmarks.ood_comparison import run_tests
+
+    _, calls = _fake_tests(tmp_path, monkeypatch, "mier")
+    run_tests({"mier": tmp_path / "mier"}, False, 0, 1, ["--model.init_args.adapt.epochs=7"], 3,
+              tmp_path / "cmp.done.json")
+    relabel = [a for a in calls if "--model.init_args.adapt.relabel=true" in a]
+    assert len(calls) == 3 and len(relabel) == 1  # MIER-wR in and out of distribution, MIER out of it
+    assert relabel[0].index("--model.init_args.adapt.epochs=3") > relabel[0].index("--model.init_args.adapt.epochs=7")
+    assert all("--model.init_args.adapt.epochs=3" not in a for a in calls if a is not relabel[0])
