@@ -35,7 +35,7 @@ from metarl.tracking import (
     watch_log_handler_errors,
 )
 from metarl.training.atomic_io import AtomicCheckpointIO
-from metarl.training.callbacks import MetaCheckpoint, RunInterrupted
+from metarl.training.callbacks import MetaCheckpoint
 from metarl.training.module import MetaTrainModule
 from metarl.training.progress import EnvStepProgressBar, FreshStepMetrics, RunConsole
 from metarl.training.resume import (
@@ -50,6 +50,7 @@ from metarl.training.resume import (
 from metarl.training.run_checks import check_module, check_numbers
 from metarl.training.run_dir import continue_run, install_csv_writers, prepare_run_folders
 from metarl.training.seed_args import check_checkpoint_seeds, instantiate_seeds, read_seeds
+from metarl.training.stop_signal import RunInterrupted
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": -1,  # the env-step budget ends the run

@@ -8,19 +8,16 @@
   epoch-end save after validation: a checkpoint taken before validation would skip it on resume.
 - SIGTERM (cluster pre-emption) and SIGINT (Ctrl-C) only raise a flag; the run saves at the next
   consistent point (the end of the running iteration, or after validation) and stops with
-  :class:`RunInterrupted`. A second SIGINT stops at once, without a checkpoint.
+  :class:`RunInterrupted`. A second SIGINT stops at once, without a checkpoint (stop_signal.py).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import signal
-import threading
 import time
 import warnings
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytorch_lightning as pl
@@ -28,27 +25,10 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from metarl.training.atomic_io import link_atomically
+from metarl.training.stop_signal import StopOnSignal
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
-class RunInterrupted(Exception):
-    """Training stopped on a signal after writing a checkpoint (``path``)."""
-
-    def __init__(self, signum: int, path: str, iteration: int, env_steps: int) -> None:
-        self.signum, self.path, self.iteration, self.env_steps = signum, path, iteration, env_steps
-        name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name} after iteration {iteration} (env step {env_steps}); checkpoint {path}")
-
-
-class MetaCheckpoint(ModelCheckpoint):
+class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
     """ModelCheckpoint that also saves every ``every_n_updates`` TD3 updates, every
     ``train_time_interval`` of wall time, and when training ends, and turns SIGTERM/SIGINT into a
     checkpoint and a clean stop.
@@ -70,7 +50,6 @@ class MetaCheckpoint(ModelCheckpoint):
     - No ``-v1`` versions: the folder belongs to one run (see run_dir.py), whose files are replaced.
     """
 
-    STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
     DEFAULT_FILENAME = "env_steps={env_steps}"
 
     def __init__(self, every_n_updates: int | None = None, **kwargs: Any) -> None:
@@ -98,17 +77,9 @@ class MetaCheckpoint(ModelCheckpoint):
         self.seed_everything: int | bool | None = None  # set by the CLI; kept in checkpoints (resume checks)
         self._saved_bucket = -1
         self._last_save_time: float | None = None  # monotonic; the time trigger counts from here
-        self._signal: int | None = None
-        self._stop_now = False
         self._dirty = False  # state changed since the last save
         self._fresh_save: str | None = None  # a full checkpoint of the current state, if one was just written
-        self._old_handlers: dict[int, Any] = {}
-        self._trainer_ref: pl.Trainer | None = None
-        # For the signal message: how long the current iteration or evaluation will take.
-        self._iteration_started: float | None = None
-        self._iteration_seconds: float | None = None
-        self._eval: dict[str, Any] | None = None
-        self._eval_task_seconds: float | None = None  # the previous evaluation's, per task
+        self._init_stop_signals()
 
     @property
     def state_key(self) -> str:
@@ -144,10 +115,7 @@ class MetaCheckpoint(ModelCheckpoint):
     # ------------------------------------------------------------------ periodic and final saves
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any, **kwargs: Any) -> None:
         self._dirty = True
-        if self._iteration_started is not None:
-            took = time.monotonic() - self._iteration_started
-            last = self._iteration_seconds
-            self._iteration_seconds = took if last is None else 0.7 * last + 0.3 * took
+        self._iteration_ended()
         epoch_ends = self._epoch_ends_here(trainer)
         due = False
         if self.every_n_updates:
@@ -177,18 +145,13 @@ class MetaCheckpoint(ModelCheckpoint):
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self._dirty = True  # evaluation advances the eval envs' generators
-        if not trainer.sanity_checking:
-            total = sum(int(n) for n in trainer.num_val_batches) if trainer.num_val_batches else 0
-            self._eval = {"started": time.monotonic(), "done": 0, "total": total}
+        self._evaluation_started(trainer)
 
     def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
-        if self._eval is not None:
-            self._eval["done"] += 1
+        self._evaluation_task_done()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        if self._eval is not None and self._eval["done"]:
-            self._eval_task_seconds = (time.monotonic() - self._eval["started"]) / self._eval["done"]
-        self._eval = None
+        self._evaluation_ended()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         super().on_train_epoch_end(trainer, pl_module)  # the epoch-end save (after validation)
@@ -275,82 +238,8 @@ class MetaCheckpoint(ModelCheckpoint):
 
     # ------------------------------------------------------------------ signals
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        # After Lightning registered its own SIGTERM handler (it would stop without a checkpoint);
-        # Lightning's teardown puts the handlers from before fit back.
-        self._signal, self._stop_now = None, False
         self._last_save_time = time.monotonic()
-        if threading.current_thread() is not threading.main_thread():
-            return
-        connector = getattr(trainer, "_signal_connector", None)
-        if getattr(connector, "received_sigterm", False):
-            self._signal = signal.SIGTERM
-            connector.received_sigterm = False  # type: ignore[union-attr]
-        self._trainer_ref = trainer
-        for signum in self.STOP_SIGNALS:
-            self._old_handlers[signum] = signal.signal(signum, self._on_signal)
-        from metarl.training.progress import evaluates_at_start
-
-        k = evaluates_at_start(pl_module)  # the method's evaluation at env step 0 runs right after this hook
-        self._eval = {"started": time.monotonic(), "done": 0, "total": k, "at_start": True} if k else None
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now, the last checkpoint stays as it is
-        first = self._signal is None
-        self._signal = signum
-        if first and self._trainer_ref is not None:
-            launcher = getattr(self._trainer_ref.strategy, "launcher", None)
-            if launcher is not None:  # let the other local ranks know too, as Lightning does
-                launcher.kill(signum)
-        # os.write on fd 2: print() may not be re-entered from a signal handler. On a terminal the
-        # line starts on a line of its own, not after a progress bar's.
-        start = "\n" if os.isatty(2) else ""
-        os.write(2, (start + self.signal_message(signum) + "\n").encode())
-
-    def signal_message(self, signum: int) -> str:
-        """What happens after a stop signal, and about how long it takes."""
-        name = signal.Signals(signum).name
-        again = " (Ctrl-C again to stop at once, without a checkpoint)" if signum == signal.SIGINT else ""
-        ev = self._eval
-        if ev is not None and ev.get("at_start"):
-            return (f"metarl: got {name} during the evaluation at env step 0 ({ev['total']} eval tasks, before any "
-                    f"update; the first evaluation of this run: no time estimate yet); then one iteration runs, "
-                    f"its checkpoint is written and the run stops{again}")
-        if ev is not None and ev["total"]:
-            done, total = ev["done"], ev["total"]
-            elapsed = time.monotonic() - ev["started"]
-            per_task = elapsed / done if done else self._eval_task_seconds
-            if per_task is not None:
-                left = f", about {_duration(max(per_task * (total - done) - (0 if done else elapsed), 1))} left"
-            else:
-                left = ", the first evaluation of this run: no time estimate yet"
-            return (f"metarl: got {name} during the evaluation (eval task {min(done + 1, total)} of {total}{left}); "
-                    f"the checkpoint is written when the evaluation ends, then the run stops{again}")
-        took = ""
-        if self._iteration_seconds is not None and self._iteration_started is not None:
-            left = self._iteration_seconds - (time.monotonic() - self._iteration_started)
-            took = f" (about {_duration(max(left, 1))})"
-        return f"metarl: got {name}: saving a checkpoint after the current iteration{took}, then stopping{again}"
-
-    def _stop_requested(self, trainer: pl.Trainer) -> bool:
-        # Every rank must take the same decision: saving is collective.
-        return bool(trainer.strategy.reduce_boolean_decision(self._signal is not None, all=False))
-
-    def _raise_stop(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        self._stop_now = False
-        if self._signal == signal.SIGTERM:
-            from metarl.tracking import mark_preempting
-
-            mark_preempting(trainer.loggers)
-        path = self.last_model_path or self.best_model_path
-        raise RunInterrupted(self._signal or signal.SIGTERM, path, pl_module.iteration, pl_module.env_steps)
-
-    def _restore_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum, handler in self._old_handlers.items():
-            signal.signal(signum, handler)
-        self._old_handlers = {}
+        self._take_stop_signals(trainer, pl_module)
 
 
 _ENV_STEPS = re.compile(r"env_steps=(\d+)")
