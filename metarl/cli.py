@@ -37,7 +37,7 @@ from metarl.tracking import (
 from metarl.training.atomic_io import AtomicCheckpointIO
 from metarl.training.callbacks import MetaCheckpoint
 from metarl.training.module import MetaTrainModule
-from metarl.training.progress import EnvStepProgressBar, FreshStepMetrics, RunConsole
+from metarl.training.progress import EnvStepProgressBar, FreshStepMetrics
 from metarl.training.resume import (
     LEGACY_CLASS_PATHS,
     CheckpointError,
@@ -48,6 +48,7 @@ from metarl.training.resume import (
     merge_for_resume,
 )
 from metarl.training.run_checks import check_module, check_numbers
+from metarl.training.run_console import RunConsole
 from metarl.training.run_dir import continue_run, install_csv_writers, prepare_run_folders
 from metarl.training.seed_args import check_checkpoint_seeds, instantiate_seeds, read_seeds
 from metarl.training.stop_signal import RunInterrupted
