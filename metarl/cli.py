@@ -1,19 +1,12 @@
 """``python -m metarl fit|test|validate --config ...``: a LightningCLI over the methods MetaTrainModule subclasses.
 
-Errors of the user's making (a bad key or value, a missing config, an unusable checkpoint or
-folder, a run that diverged, a full disk) are one line on stderr and a non-zero exit code, with no
-traceback unless ``METARL_TRACEBACK=1``. Exit codes: 2 bad input, 1 training failed, 3 training
-stopped before its budget (a Trainer limit), 128 + signal number when a signal stopped the run
-(after writing a checkpoint, once training has started); see docs/reliability.md.
+What a run's end prints and which exit code it gives (bad input, a failed or stopped run) is
+exits.py's; the one-line messages for bad input are cli_errors.py's.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import shlex
-import shutil
-import signal
 import sys
 from argparse import ArgumentError
 from datetime import timedelta
@@ -25,6 +18,15 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from metarl.cli_errors import ConfigError, describe_instantiation_error, describe_parse_error, innermost_error
 from metarl.config_files import resolve_argv
 from metarl.console import apply_threads, quiet_third_party
+from metarl.exits import (
+    BudgetNotReached,
+    install_stop_handlers,
+    memory_message,
+    one_line_errors,
+    restore_stop_handlers,
+    set_phase,
+    stop_reason,
+)
 from metarl.tracking import (
     HEALTH,
     apply_wandb_mode,
@@ -51,7 +53,6 @@ from metarl.training.run_checks import check_module, check_numbers
 from metarl.training.run_console import RunConsole
 from metarl.training.run_dir import continue_run, install_csv_writers, prepare_run_folders
 from metarl.training.seed_args import check_checkpoint_seeds, instantiate_seeds, read_seeds
-from metarl.training.stop_signal import RunInterrupted
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": -1,  # the env-step budget ends the run
@@ -61,26 +62,6 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "enable_model_summary": False,  # the start block gives what matters; Lightning's table has 20 lines
 }
 
-
-class BudgetNotReached(Exception):
-    """fit returned before ``total_env_steps`` (a Trainer limit stopped it): exit code 3."""
-
-
-class Stopped(BaseException):
-    """A stop signal before training started or after it ended: nothing to save (BaseException: no
-    ``except Exception`` of a library in between swallows it)."""
-
-    def __init__(self, signum: int, phase: str) -> None:
-        self.signum, self.phase = signum, phase
-        super().__init__(signum)
-
-
-#: Where the process is, for the message of a stop signal outside training.
-_phase = {"name": "start-up"}
-
-
-def _stop_handler(signum: int, frame: Any) -> None:
-    raise Stopped(signum, _phase["name"])
 
 #: Lightning's other special ``--ckpt_path`` values resolve to a file only at fit time, after the
 #: checks below would have run; metarl asks for the file itself. ``last`` metarl resolves itself.
@@ -225,7 +206,7 @@ class MetaRLCLI(LightningCLI):
             inner = innermost_error(err)
             if isinstance(inner, MemoryError) or "can't allocate memory" in str(inner) or \
                     "DefaultCPUAllocator" in str(inner):
-                raise ConfigError(_memory_message(str(inner))) from err
+                raise ConfigError(memory_message(str(inner))) from err
             # metarl's checks raise ValueError; anything else from a constructor is a bug: traceback.
             if not isinstance(inner, (ValueError, ArgumentError)):
                 raise
@@ -269,7 +250,7 @@ class MetaRLCLI(LightningCLI):
 
     def after_fit(self) -> None:
         """A Trainer limit (max_epochs, max_steps, max_time, ...) can end fit before the budget."""
-        _phase["name"] = "finishing"
+        set_phase("finishing")
         steps, total = getattr(self.model, "env_steps", None), getattr(self.model, "total_env_steps", None)
         if not isinstance(steps, int) or not isinstance(total, int) or steps >= total:
             return
@@ -277,70 +258,7 @@ class MetaRLCLI(LightningCLI):
         cb = trainer.checkpoint_callback
         path = getattr(cb, "last_model_path", "") or getattr(cb, "best_model_path", "")
         raise BudgetNotReached(f"training stopped at env step {steps:,} of the budget total_env_steps={total:,}: "
-                               f"{_stop_reason(trainer)}", path)
-
-
-def _memory_message(text: str) -> str:
-    import re
-
-    m = re.search(r"allocate (\d+) bytes", text)
-    size = f" ({int(m.group(1)) / 1e9:,.1f} GB in one allocation)" if m else ""
-    return (f"not enough memory to build the model{size}: the replay takes collect.replay_size x the bytes per "
-            "transition (docs/reliability.md, \"Checkpoints\"); lower collect.replay_size or the net sizes")
-
-
-def _stop_reason(trainer: Any) -> str:
-    if trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs:
-        return f"trainer.max_epochs={trainer.max_epochs} ended it (an epoch is one evaluation period)"
-    if trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps:
-        return (f"trainer.max_steps={trainer.max_steps} ended it (Lightning counts optimizer steps, about 1.5 per "
-                "update)")
-    for cb in trainer.callbacks:
-        if type(cb).__name__ == "Timer" and getattr(cb, "_duration", None):
-            return f"trainer.max_time ({cb._duration:.0f} s) ended it"
-    if trainer.limit_train_batches not in (None, 1.0):
-        return f"trainer.limit_train_batches={trainer.limit_train_batches} ended it"
-    return "a Trainer limit or a callback ended it (trainer.should_stop)"
-
-
-def resume_command(argv: list[str], ckpt_path: str, cwd: str | None = None) -> str:
-    """The command line that resumes this run from ``ckpt_path``, valid from any folder: the same
-    arguments, with ``--ckpt_path`` replaced, run in the folder this one started in (the configs'
-    relative paths, e.g. ``runs/<config>``, are relative to it)."""
-    cwd = cwd or os.getcwd()
-    args: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg == "--ckpt_path":
-            skip = True
-            continue
-        if arg.startswith("--ckpt_path="):
-            continue
-        args.append(arg)
-    path = os.path.abspath(ckpt_path) if ckpt_path else ckpt_path
-    python = "python" if shutil.which("python") and os.path.realpath(shutil.which("python") or "") == \
-        os.path.realpath(sys.executable) else sys.executable
-    line = " ".join(shlex.quote(a) for a in [python, "-m", "metarl", *args, "--ckpt_path", path])
-    return f"cd {shlex.quote(cwd)} && {line}"
-
-
-def _fail(message: str, code: int) -> None:
-    print(f"metarl: error: {' '.join(message.split())}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _os_error_message(err: OSError) -> str:
-    what = err.filename if err.filename else "a file"
-    reason = err.strerror or str(err)
-    hint = ""
-    if err.errno == errno.ENOSPC:
-        hint = "; free some space (checkpoint and replay sizes per config: docs/reliability.md)"
-    elif err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-        hint = "; choose a writable folder (trainer.default_root_dir, the logger's save_dir, checkpoint.dirpath)"
-    return f"cannot write {what}: {reason}{hint}; the last complete checkpoint is unchanged"
+                               f"{stop_reason(trainer)}", path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -350,12 +268,12 @@ def main(argv: list[str] | None = None) -> None:
     quiet_third_party()
     watch_log_handler_errors()
     HEALTH.__init__()  # a fresh record per run (main may run several times in one process)
-    old_handlers = _install_stop_handlers()
+    old_handlers = install_stop_handlers()
     try:
         if os.environ.get("METARL_TRACEBACK"):
             _run(argv, from_command_line)
             return None
-        try:
+        with one_line_errors(original):
             cli = _run(argv, from_command_line)
             finish_wandb()
             broken = HEALTH.summary()
@@ -364,47 +282,8 @@ def main(argv: list[str] | None = None) -> None:
             elif getattr(cli, "console", None) is not None:
                 for line in cli.console.closing_lines:
                     print(line)
-        except (ConfigError, CheckpointError, MisconfigurationException) as err:
-            _fail(str(err), 2)
-        except FloatingPointError as err:
-            _fail(str(err), 1)
-        except BudgetNotReached as err:
-            message, path = err.args
-            resume = f"; continue with: {resume_command(original, path)}" if path else ""
-            _fail(f"{message}{resume}", 3)
-        except RunInterrupted as stop:
-            print(f"metarl: {stop}; resume with: {resume_command(original, stop.path)}", file=sys.stderr)
-            sys.exit(128 + stop.signum)
-        except Stopped as stop:
-            name = signal.Signals(stop.signum).name
-            what = {"start-up": "during start-up, before training started: nothing to save yet",
-                    "finishing": "after training ended: its checkpoint is written",
-                    }.get(stop.phase, f"during {stop.phase}: nothing to save")
-            print(f"metarl: stopped by {name} {what}", file=sys.stderr)
-            sys.exit(128 + stop.signum)
-        except KeyboardInterrupt:
-            print("metarl: interrupted", file=sys.stderr)
-            sys.exit(128 + signal.SIGINT)
-        except OSError as err:
-            _fail(_os_error_message(err), 1)
     finally:
-        _restore_handlers(old_handlers)
-
-
-def _install_stop_handlers() -> dict[int, Any]:
-    """Until training starts (MetaCheckpoint then takes SIGTERM/SIGINT over), a stop signal stops
-    at once with one line: there is nothing to save."""
-    import threading
-
-    _phase["name"] = "start-up"
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {s: signal.signal(s, _stop_handler) for s in (signal.SIGTERM, signal.SIGINT)}
-
-
-def _restore_handlers(handlers: dict[int, Any]) -> None:
-    for signum, handler in handlers.items():
-        signal.signal(signum, handler)
+        restore_stop_handlers(old_handlers)
 
 
 def _run(argv: list[str], from_command_line: bool) -> MetaRLCLI:
@@ -412,7 +291,7 @@ def _run(argv: list[str], from_command_line: bool) -> MetaRLCLI:
     if from_command_line:
         sys.argv = [sys.argv[0], *argv]  # LightningCLI reads sys.argv itself when args is None
     if argv and argv[0] in ("test", "validate"):
-        _phase["name"] = "the meta-test" if argv[0] == "test" else "validation"
+        set_phase("the meta-test" if argv[0] == "test" else "validation")
     return MetaRLCLI(
         MetaTrainModule,
         subclass_mode_model=True,

@@ -15,7 +15,7 @@ LEVELS = {
     "data": 1, "nets": 1, "config_files": 1,
     "training": 2,
     "methods": 3,
-    "cli": 4, "__main__": 5, "__init__": 0,
+    "cli": 4, "exits": 4, "__main__": 5, "__init__": 0,
 }
 
 
