@@ -1,4 +1,4 @@
-"""``python -m metarl fit|test|validate --config ...``: a LightningCLI over the methods MetaTrainModule subclasses.
+"""``python -m metarl fit|test|validate --config ...``: a LightningCLI over the methods' MetaTrainModule subclasses.
 
 What a run's end prints and which exit code it gives (bad input, a failed or stopped run) is
 exits.py's; the one-line messages for bad input are cli_errors.py's.
