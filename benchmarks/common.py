@@ -146,6 +146,22 @@ def seed_checkpoints(runs: Path) -> list[tuple[str, Path]]:
     return found
 
 
+def unfinished(ckpt: Path) -> str | None:
+    """Why a ``benchmarks/learning.py`` run's checkpoint is not its final one (None when it is, or
+    when the run has no ``bench_run.json`` to say its budget): a comparison of final checkpoints must
+    not test a run that is still going or was stopped part-way."""
+    import torch
+
+    info_path = next((p / "bench_run.json" for p in ckpt.parents if (p / "bench_run.json").is_file()), None)
+    budget = re.search(r"total_env_steps=(\d+)", json.loads(info_path.read_text())["command"]) if info_path else None
+    if budget is None:
+        return None
+    steps = torch.load(ckpt, map_location="cpu", weights_only=False)["metarl"]["counters"]["env_steps"]
+    if steps >= int(budget.group(1)):
+        return None
+    return f"{ckpt} is at {steps:,} of its run's {int(budget.group(1)):,} env steps"
+
+
 def run_test(config: str, ckpt: Path, seed: int, overrides: list[str], threads: int) -> tuple[Path, float]:
     """``python -m metarl test`` of one checkpoint with the config's protocol plus ``overrides``;
     the report it wrote (``meta_test*.json`` next to the checkpoint, never overwritten) and the wall time."""

@@ -42,7 +42,9 @@ shared machine):
 
 Each finished test is recorded in ``OUT.done.json`` (with its checkpoint's size and mtime and its
 arguments), so a stopped comparison run again with the same arguments goes on where it stopped;
-``--fresh`` sets that file aside and tests everything again. A method whose folder is missing is left
+``--fresh`` sets that file aside and tests everything again. A seed whose run has not reached the
+budget its ``bench_run.json`` names (still running, or stopped part-way) is left out with a line saying
+so (``--allow-unfinished`` tests it). A method whose folder is missing is left
 out (``--runs KEY=FOLDER`` names one folder per method instead).
 Arguments after ``--`` go to every test (``-- --config debug.yaml``: a seconds-long smoke check of debug
 runs). The test takes each checkpoint's model as trained and only the protocol (``eval``, ``adapt``) from
@@ -63,7 +65,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.baselines import point_robot  # noqa: E402
-from benchmarks.common import meta_test_record, provenance, run_test, seed_checkpoints, t_interval  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    meta_test_record,
+    provenance,
+    run_test,
+    seed_checkpoints,
+    t_interval,
+    unfinished,
+)
 from metarl.envs.point import OOD_TRAIN_X  # noqa: E402
 
 #: Method key -> its point-robot-ood config.
@@ -125,10 +134,14 @@ def save_done(path: Path, done: dict[str, dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
+Tests = dict[str, dict[str, dict[str, Any]]]  # row label -> split -> seedK -> a meta-test's record
+
+
 def run_tests(folders: dict[str, Path], relabel_in: bool, seed: int, threads: int, extra: list[str],
-              mier_epochs: int, done_path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+              mier_epochs: int, done_path: Path, allow_unfinished: bool = False) -> Tests:
     """row label -> split -> seedK -> the meta-test's record (benchmarks.common.meta_test_record).
-    Tests already in ``done_path`` with the same checkpoint and arguments are read back, not rerun."""
+    Tests already in ``done_path`` with the same checkpoint and arguments are read back, not rerun; a
+    seed whose run has not reached its budget is left out unless ``allow_unfinished``."""
     tests: dict[str, dict[str, dict[str, Any]]] = {}
     done = load_done(done_path)
     for label, key, overrides in ROWS:
@@ -136,6 +149,10 @@ def run_tests(folders: dict[str, Path], relabel_in: bool, seed: int, threads: in
             continue
         protocol = mier_protocol(mier_epochs) if label == "MIER" else []
         for seed_name, ckpt in seed_checkpoints(folders[key]):
+            why = None if allow_unfinished else unfinished(ckpt)
+            if why:
+                print(f"{label} {seed_name}: left out, {why} (--allow-unfinished tests it)", flush=True)
+                continue
             for split, split_overrides in SPLITS.items():
                 if label == "MIER" and split == "in" and not relabel_in:
                     continue  # relabeling is MIER's step for OOD tasks; in distribution MIER-wR's row stands
@@ -239,6 +256,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--mier-epochs", type=int, default=2,
                         help="MIER's extrapolation epochs (x 2,000 SAC updates); the config's 10 is 4 h per seed")
+    parser.add_argument("--allow-unfinished", action="store_true",
+                        help="also test seeds whose run has not reached its budget (still running, or stopped)")
     parser.add_argument("--fresh", action="store_true", help="rerun every test (default: reuse OUT.done.json's)")
     parser.add_argument("--out", type=Path, required=True, help="JSON path (the markdown table goes next to it)")
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
@@ -250,7 +269,8 @@ def main() -> None:
     done_path = args.out.with_suffix(".done.json")
     if args.fresh and done_path.is_file():
         done_path.rename(done_path.with_suffix(f".old-{int(time.time())}.json"))  # kept, never deleted
-    tests = run_tests(folders, args.relabel_in, args.test_seed, args.threads, extra, args.mier_epochs, done_path)
+    tests = run_tests(folders, args.relabel_in, args.test_seed, args.threads, extra, args.mier_epochs, done_path,
+                      args.allow_unfinished)
     result = {"benchmark": "ood_comparison", "family": "point-robot-ood",
               "runs": {k: str(v) for k, v in folders.items()}, "configs": {k: CONFIGS[k] for k in folders},
               "rows": {label: o for label, _, o in ROWS},

@@ -114,3 +114,22 @@ def test_only_mier_relabeling_gets_the_cpu_sized_extrapolation(tmp_path, monkeyp
     assert len(calls) == 3 and len(relabel) == 1  # MIER-wR in and out of distribution, MIER out of it
     assert relabel[0].index("--model.init_args.adapt.epochs=3") > relabel[0].index("--model.init_args.adapt.epochs=7")
     assert all("--model.init_args.adapt.epochs=3" not in a for a in calls if a is not relabel[0])
+
+
+def test_a_run_short_of_its_budget_is_left_out(tmp_path, monkeypatch) -> None:
+    """A seed whose learning.py run is still going (or was stopped) is not compared as final."""
+    import json
+
+    import torch
+
+    from benchmarks.ood_comparison import run_tests
+
+    ckpt, calls = _fake_tests(tmp_path, monkeypatch, "mql")
+    torch.save({"metarl": {"counters": {"env_steps": 6_000}}}, ckpt)
+    (ckpt.parent / "bench_run.json").write_text(json.dumps({"command": "python -m metarl fit "
+                                                            "--model.init_args.total_env_steps=20000"}))
+    assert run_tests({"mql": tmp_path / "mql"}, False, 0, 1, [], 2, tmp_path / "d.json") == {} and not calls
+    assert set(run_tests({"mql": tmp_path / "mql"}, False, 0, 1, [], 2, tmp_path / "d.json", True)["MQL"]) == {
+        "in", "ood"}
+    torch.save({"metarl": {"counters": {"env_steps": 20_000}}}, ckpt)
+    assert len(run_tests({"mql": tmp_path / "mql"}, False, 0, 1, [], 2, tmp_path / "e.json")["MQL"]) == 2
