@@ -131,10 +131,13 @@ def t_interval(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "ci95_low": mean - half, "ci95_high": mean + half, "n": n}
 
 
-def seed_checkpoints(runs: Path) -> list[tuple[str, Path]]:
+def seed_checkpoints(runs: Path, allow_unfinished: bool = False) -> list[tuple[str, Path]]:
     """``(seedK, newest last.ckpt)`` of each seed folder of a ``benchmarks/learning.py`` runs folder
-    (``RUNS/CONFIG/seedK/.../last.ckpt``), in seed order; exits with a message when one is missing."""
-    seeds = sorted(runs.glob("seed*"), key=lambda p: int(p.name.removeprefix("seed")))
+    (``RUNS/CONFIG/seedK/.../last.ckpt``; folders set aside by ``--resume``, ``seedK.old-*``, are not
+    seeds), in seed order; exits with a message when one has no checkpoint. A seed whose run is short
+    of its budget (:func:`unfinished`) is left out with a line saying so, unless ``allow_unfinished``."""
+    seeds = sorted((p for p in runs.glob("seed*") if re.fullmatch(r"seed\d+", p.name)),
+                   key=lambda p: int(p.name.removeprefix("seed")))
     if not seeds:
         sys.exit(f"{Path(sys.argv[0]).stem}: no seed* folders in {runs}")
     found = []
@@ -142,6 +145,10 @@ def seed_checkpoints(runs: Path) -> list[tuple[str, Path]]:
         ckpts = sorted(seed_dir.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
         if not ckpts:
             sys.exit(f"{Path(sys.argv[0]).stem}: no last.ckpt below {seed_dir}")
+        why = None if allow_unfinished else unfinished(ckpts[-1])
+        if why:
+            print(f"{seed_dir.name}: left out, {why}", flush=True)
+            continue
         found.append((seed_dir.name, ckpts[-1]))
     return found
 

@@ -71,7 +71,6 @@ from benchmarks.common import (  # noqa: E402
     run_test,
     seed_checkpoints,
     t_interval,
-    unfinished,
 )
 from metarl.envs.point import OOD_TRAIN_X  # noqa: E402
 
@@ -148,11 +147,7 @@ def run_tests(folders: dict[str, Path], relabel_in: bool, seed: int, threads: in
         if key not in folders:
             continue
         protocol = mier_protocol(mier_epochs) if label == "MIER" else []
-        for seed_name, ckpt in seed_checkpoints(folders[key]):
-            why = None if allow_unfinished else unfinished(ckpt)
-            if why:
-                print(f"{label} {seed_name}: left out, {why} (--allow-unfinished tests it)", flush=True)
-                continue
+        for seed_name, ckpt in seed_checkpoints(folders[key], allow_unfinished):
             for split, split_overrides in SPLITS.items():
                 if label == "MIER" and split == "in" and not relabel_in:
                     continue  # relabeling is MIER's step for OOD tasks; in distribution MIER-wR's row stands

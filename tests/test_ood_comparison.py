@@ -132,4 +132,7 @@ def test_a_run_short_of_its_budget_is_left_out(tmp_path, monkeypatch) -> None:
     assert set(run_tests({"mql": tmp_path / "mql"}, False, 0, 1, [], 2, tmp_path / "d.json", True)["MQL"]) == {
         "in", "ood"}
     torch.save({"metarl": {"counters": {"env_steps": 20_000}}}, ckpt)
+    aside = tmp_path / "mql" / "seed0.old-1700000000" / "last.ckpt"  # set aside by learning.py --resume
+    aside.parent.mkdir()
+    aside.write_bytes(b"not a checkpoint")
     assert len(run_tests({"mql": tmp_path / "mql"}, False, 0, 1, [], 2, tmp_path / "e.json")["MQL"]) == 2
