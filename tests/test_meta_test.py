@@ -12,6 +12,14 @@ import pytest
 from tests.resume_support import TINY, counters, fit, load
 
 
+@pytest.fixture(autouse=True)
+def _no_pytest_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main(argv)`` as ``python -m metarl`` gets it: LightningCLI warns when it also sees pytest's arguments."""
+    import sys
+
+    monkeypatch.setattr(sys, "argv", sys.argv[:1])
+
+
 def test_meta_test_of_a_seed_3_run_with_the_shipped_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from metarl.cli import main
 
