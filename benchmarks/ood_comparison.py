@@ -29,7 +29,7 @@ shared machine):
         --model.init_args.updates_per_iter=400 '--model.init_args.actor.init_args.hidden_sizes=[128,128,128]' \\
         '--model.init_args.critic.init_args.hidden_sizes=[128,128,128]' \\
         '--model.init_args.value.init_args.hidden_sizes=[128,128,128]'
-    # MIER-wR and MIER (one set of runs): the config's 100k (no measured time yet)
+    # MIER-wR and MIER (one set of runs): the config's 100k (seed 0: 86 min, beside another run)
     python benchmarks/learning.py --config mier_point_robot_ood --seeds 0 1 2 --env-steps 100000 --runs-dir $RUNS
     # RL²: 3.84M, where point-robot RL² adapted (seeds one after another: 44-48 min each)
     python benchmarks/learning.py --config rl2_point_robot_ood --seeds 0 1 2 --env-steps 3840000 --runs-dir $RUNS
