@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import meta_test_record, provenance, run_test, seed_checkpoints, t_interval  # noqa: E402
+from benchmarks.common import meta_test_records, provenance, run_test, seed_checkpoints, t_interval  # noqa: E402
 
 A = "--model.init_args.adapt."
 PROTOCOLS: dict[str, list[str]] = {
@@ -41,7 +41,8 @@ PROTOCOLS: dict[str, list[str]] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="the config the checkpoints were trained with")
-    parser.add_argument("--runs", type=Path, required=True, help="a learning.py runs folder: seed*/.../last.ckpt")
+    parser.add_argument("--runs", type=Path, required=True,
+                        help="a learning.py runs folder: seedK/.../last.ckpt or (--one-process) seeds0-1-2/...")
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
     parser.add_argument("--test-seed", type=int, default=0, help="the meta-test's seed, the same for every protocol")
     parser.add_argument("--threads", type=int, default=1)
@@ -49,12 +50,13 @@ def main() -> None:
     args = parser.parse_args()
 
     tests: dict[str, dict[str, Any]] = {}
-    for seed, ckpt in seed_checkpoints(args.runs):
+    for folder, ckpt in seed_checkpoints(args.runs):  # a multi-seed checkpoint: one test for all its seeds
         for protocol in args.protocols:
             report_path, wall = run_test(args.config, ckpt, args.test_seed, PROTOCOLS[protocol], args.threads)
             report = json.loads(report_path.read_text())
-            tests.setdefault(seed, {})[protocol] = meta_test_record(report_path, ckpt, wall)
-            print(f"{seed} {protocol}: post {report['return_post_adapt']['mean']:.1f} "
+            for seed, record in meta_test_records(report_path, ckpt, wall, folder).items():
+                tests.setdefault(seed, {})[protocol] = record
+            print(f"{folder} {protocol}: post {report['return_post_adapt']['mean']:.1f} "
                   f"pre {report['return_pre_adapt']['mean']:.1f} ({wall:.0f} s)", flush=True)
 
     summary: dict[str, Any] = {}

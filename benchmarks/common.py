@@ -131,15 +131,32 @@ def t_interval(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "ci95_low": mean - half, "ci95_high": mean + half, "n": n}
 
 
+#: A ``benchmarks/learning.py --one-process`` folder: seeds 0, 1 and 2 trained in one ``fit --seeds 0,1,2``.
+MULTI_SEED = re.compile(r"seeds(\d+(?:-\d+)+)")
+
+
+def seed_names(folder: str) -> list[str]:
+    """The seeds a runs folder holds, as ``seedK``: ``seed3`` -> ``["seed3"]``, ``seeds0-1-2`` (one
+    process, one checkpoint for all) -> ``["seed0", "seed1", "seed2"]``."""
+    multi = MULTI_SEED.fullmatch(folder)
+    return [f"seed{k}" for k in multi.group(1).split("-")] if multi else [folder]
+
+
 def seed_checkpoints(runs: Path, allow_unfinished: bool = False) -> list[tuple[str, Path]]:
-    """``(seedK, newest last.ckpt)`` of each seed folder of a ``benchmarks/learning.py`` runs folder
-    (``RUNS/CONFIG/seedK/.../last.ckpt``; folders set aside by ``--resume``, ``seedK.old-*``, are not
-    seeds), in seed order; exits with a message when one has no checkpoint. A seed whose run is short
-    of its budget (:func:`unfinished`) is left out with a line saying so, unless ``allow_unfinished``."""
-    seeds = sorted((p for p in runs.glob("seed*") if re.fullmatch(r"seed\d+", p.name)),
-                   key=lambda p: int(p.name.removeprefix("seed")))
+    """``(folder name, newest last.ckpt)`` of each seed folder of a ``benchmarks/learning.py`` runs folder
+    (``RUNS/CONFIG/seedK/.../last.ckpt``, or ``RUNS/CONFIG/seeds0-1-2/...`` for seeds trained in one
+    process, whose one checkpoint holds them all: :func:`seed_names`; folders set aside by ``--resume``,
+    ``seedK.old-*``, are not seeds), in seed order; exits with a message when one has no checkpoint, or
+    when a seed is in two folders. A folder whose run is short of its budget (:func:`unfinished`) is left
+    out with a line saying so, unless ``allow_unfinished``."""
+    seeds = sorted((p for p in runs.glob("seed*") if re.fullmatch(r"seed\d+", p.name) or MULTI_SEED.fullmatch(p.name)),
+                   key=lambda p: [int(k.removeprefix("seed")) for k in seed_names(p.name)])
     if not seeds:
         sys.exit(f"{Path(sys.argv[0]).stem}: no seed* folders in {runs}")
+    names = [n for p in seeds for n in seed_names(p.name)]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        sys.exit(f"{Path(sys.argv[0]).stem}: {', '.join(twice)} in two folders of {runs}: set one aside")
     found = []
     for seed_dir in seeds:
         ckpts = sorted(seed_dir.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -189,8 +206,30 @@ def meta_test_record(report_path: Path, ckpt: Path, wall: float) -> dict[str, An
     """What a comparison keeps of one meta-test: the report's file, the protocol it ran, and the
     per-task returns after (``tasks``) and before (``tasks_pre``) adaptation, keyed by task."""
     report = json.loads(report_path.read_text())
+    return _record(report, report["tasks"], report_path, ckpt, wall)
+
+
+def meta_test_records(report_path: Path, ckpt: Path, wall: float, folder: str) -> dict[str, dict[str, Any]]:
+    """``seedK`` -> :func:`meta_test_record` of the test of a ``folder``'s checkpoint (:func:`seed_names`):
+    one seed's, or each seed's of a multi-seed checkpoint's test (its report's ``per_seed``), which then
+    share the test: each gets its wall time over the seeds (``wall_s``, so that sums stay the time spent)
+    and the whole (``test_wall_s``, ``tested_with``)."""
+    report = json.loads(report_path.read_text())
+    per_seed = report.get("per_seed")
+    if per_seed is None:
+        return {folder: _record(report, report["tasks"], report_path, ckpt, wall)}
+    names = [f"seed{k}" for k in per_seed]
+    if names != seed_names(folder):
+        sys.exit(f"{Path(sys.argv[0]).stem}: {report_path} holds {', '.join(names)}, but its folder is {folder}")
+    shared = {"test_wall_s": round(wall, 1), "tested_with": names}
+    return {f"seed{k}": {**_record(report, s["tasks"], report_path, ckpt, wall / len(names)), **shared}
+            for k, s in per_seed.items()}
+
+
+def _record(report: dict[str, Any], rows: list[dict[str, Any]], report_path: Path, ckpt: Path,
+            wall: float) -> dict[str, Any]:
     return {"report": str(report_path), "checkpoint": str(ckpt), "env_steps": report["env_steps"],
             "wall_s": round(wall, 1), "settings": report["settings"],
             "family_options": report.get("family_options"),
-            "tasks": {str(row["task"]): row["return_post_adapt"] for row in report["tasks"]},
-            "tasks_pre": {str(row["task"]): row["return_pre_adapt"] for row in report["tasks"]}}
+            "tasks": {str(row["task"]): row["return_post_adapt"] for row in rows},
+            "tasks_pre": {str(row["task"]): row["return_pre_adapt"] for row in rows}}

@@ -12,6 +12,17 @@ numbers are those the trainer itself logged. Writes ``learning_CONFIG.json`` and
 
 ``--resume`` continues each seed from its ``last.ckpt``. A run that stops early is reported with
 the env steps it reached: the JSON never claims a budget that was not run.
+
+``--one-process`` trains all the seeds in ONE ``fit --seeds 0,1,2`` process (README, "Many seeds in one
+process") in ``RUNS_DIR/CONFIG/seeds0-1-2``: seed k is the single-seed run of seed k, logged under
+``seed<k>/...`` in the one ``metrics.csv`` (read back per seed here, into the same JSON), with one
+checkpoint holding every seed (benchmarks/common.py and ood_comparison.py test it once for all). Use it
+when the seeds would run side by side anyway on a few cores (3 point-robot seeds: x1.26 faster than 3
+processes; BENCHMARKS.md, "Seeds in one process"); separate processes when a seed must be resumed,
+stopped or extended on its own, or when the seeds run one after another (``--parallel 1``) with many
+threads each. ``--parallel`` does not apply to it; ``--threads`` is the one process's.
+
+    python benchmarks/learning.py --config point_robot --seeds 0 1 2 --one-process
 """
 
 from __future__ import annotations
@@ -45,9 +56,14 @@ REFERENCE = {
 }
 
 
-def fit_command(config: str, seed: int, env_steps: int | None, extra: list[str], ckpt: Path | None) -> list[str]:
-    cmd = [sys.executable, "-m", "metarl", "fit", "--config", f"{config}.yaml",
-           f"--seed_everything={seed}", f"--model.init_args.seed={seed}"]
+def fit_command(config: str, seeds: list[int], env_steps: int | None, extra: list[str],
+                ckpt: Path | None) -> list[str]:
+    """One seed: ``--model.init_args.seed``; several (one process): ``--seeds``, which builds seed k with
+    ``model.init_args.seed=k`` itself (metarl/training/seed_args.py). The methods seed their nets and
+    generators from that seed, not from ``seed_everything``; the first seed's is passed for the global
+    generators until then (and a resume must repeat it: metarl/training/resume.py)."""
+    cmd = [sys.executable, "-m", "metarl", "fit", "--config", f"{config}.yaml", f"--seed_everything={seeds[0]}",
+           f"--model.init_args.seed={seeds[0]}" if len(seeds) == 1 else f"--seeds={','.join(map(str, seeds))}"]
     if env_steps is not None:
         cmd.append(f"--model.init_args.total_env_steps={env_steps}")
     cmd += extra
@@ -101,8 +117,10 @@ def run_all(jobs: list[tuple[Path, list[str]]], parallel: int, threads: int) -> 
             print(f"[{run_dir}] exit {proc.returncode} after {info['wall_s']} s", flush=True)
 
 
-def gather_run(run_dir: Path, targets: list[int]) -> dict[str, Any]:
-    """The evals a run logged, across resumes (CSVLogger writes one version folder per start)."""
+def gather_run(run_dir: Path, targets: list[int], seed: int, one_process: bool = False) -> dict[str, Any]:
+    """The evals seed ``seed``'s run logged, across resumes (CSVLogger writes one version folder per
+    start); of a run of several seeds in one process (``one_process``), its ``seed<k>/eval/...`` keys."""
+    prefix = f"seed{seed}/" if one_process else ""
     series: dict[str, list[tuple[float, float]]] = {}
     csvs = sorted(run_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
     for path in csvs:
@@ -110,14 +128,15 @@ def gather_run(run_dir: Path, targets: list[int]) -> dict[str, Any]:
             series.setdefault(key, []).extend(points)
     by_step: dict[int, dict[str, float]] = {}
     for key, name in ((PRE, "return_pre_adapt"), (POST, "return_post_adapt")):
-        for steps, value in series.get(key, []):
+        for steps, value in series.get(prefix + key, []):
             by_step.setdefault(int(steps), {})[name] = value  # a resumed run's repeat overrides
     evals = [{"env_steps": s, **v} for s, v in sorted(by_step.items())]
     # Every point is stamped with the env-step count of its row, so the largest is how far it got.
     reached = int(max((s for points in series.values() for s, _ in points), default=0))
     info_path = run_dir / "bench_run.json"
     out: dict[str, Any] = json.loads(info_path.read_text()) if info_path.exists() else {"cwd": str(run_dir)}
-    out.update(metrics_csv=[str(p) for p in csvs], env_steps_reached=reached, evals=evals, at={})
+    out.update(seed=seed, run_folder=run_dir.name, metrics_csv=[str(p) for p in csvs], env_steps_reached=reached,
+               evals=evals, at={})
     for target in targets:
         # The first eval at or after the target: the trainer evaluates at the end of the eval
         # period, which may overshoot the nominal step by one collection iteration.
@@ -198,9 +217,10 @@ def copy_run_plots(runs: list[dict[str, Any]], out: Path) -> None:
 
     for run in runs:
         if run["metrics_csv"]:
-            label = f"{out.stem.removeprefix('learning_')} seed {run['seed']}"
+            folder = run.get("run_folder", f"seed{run['seed']}")  # seedK, or seeds0-1-2 (one process)
+            label = f"{out.stem.removeprefix('learning_')} {folder.replace('seed', 'seed ', 1)}"
             for png in plot_run(Path(run["metrics_csv"][-1]), label):
-                shutil.copyfile(png, out.with_name(f"{out.stem}_seed{run['seed']}_{png.name}"))
+                shutil.copyfile(png, out.with_name(f"{out.stem}_{folder}_{png.name}"))
             return
 
 
@@ -219,36 +239,43 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON path (the PNG goes next to it)")
     parser.add_argument("--gather-only", action="store_true", help="read the runs' logs; start nothing")
     parser.add_argument("--resume", action="store_true", help="continue each seed from its last.ckpt")
+    parser.add_argument("--one-process", action="store_true",
+                        help="all the seeds in one fit --seeds process, in RUNS_DIR/CONFIG/seeds<a>-<b>-...")
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     config = Path(args.config).name.removesuffix(".yaml")
     if args.parallel < 1 or args.threads < 1:
         parser.error(f"--parallel and --threads must be >= 1, got {args.parallel} and {args.threads}")
     targets = args.at if args.at is not None else ([args.env_steps] if args.env_steps else [])
     out = args.out or ROOT / "benchmarks" / "results" / f"learning_{config}.json"
-    run_dirs = {seed: (args.runs_dir / config / f"seed{seed}").resolve() for seed in args.seeds}
+    if args.one_process and (len(args.seeds) < 2 or len(set(args.seeds)) != len(args.seeds)):
+        parser.error(f"--one-process takes two or more distinct --seeds, got {args.seeds}")
+    # Run folder -> the seeds it trains: one each, or all in one (--one-process).
+    folders = {f"seeds{'-'.join(map(str, args.seeds))}": args.seeds} if args.one_process else {
+        f"seed{seed}": [seed] for seed in args.seeds}
+    run_dirs = {(args.runs_dir / config / name).resolve(): seeds for name, seeds in folders.items()}
 
     t0 = time.perf_counter()
     if not args.gather_only:
         jobs = []
-        for seed, run_dir in run_dirs.items():
+        for run_dir, seeds in run_dirs.items():
             ckpt = last_checkpoint(run_dir) if args.resume else None
             if run_dir.exists() and ckpt is None:
                 # A fresh run: old logs would mix into the numbers, and are moved aside, never deleted.
                 aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%dT%H%M%S')}")
                 run_dir.rename(aside)
                 print(f"[{run_dir}] no last.ckpt to resume: the old folder is now {aside}", flush=True)
-            jobs.append((run_dir, fit_command(config, seed, args.env_steps, extra, ckpt)))
+            jobs.append((run_dir, fit_command(config, seeds, args.env_steps, extra, ckpt)))
         run_all(jobs, args.parallel, args.threads)
 
     runs = []
-    for seed, run_dir in run_dirs.items():
-        run = gather_run(run_dir, targets)
-        run["seed"] = seed
+    for run_dir, seed in ((d, k) for d, seeds in run_dirs.items() for k in seeds):
+        run = gather_run(run_dir, targets, seed, args.one_process)
         budget = args.env_steps
         run["finished"] = bool(budget and run["env_steps_reached"] >= budget and run.get("returncode") == 0)
         runs.append(run)
     result = {
-        "benchmark": "learning", "config": config, "seeds": args.seeds, "env_steps_budget": args.env_steps,
+        "benchmark": "learning", "config": config, "seeds": args.seeds, "one_process": args.one_process,
+        "env_steps_budget": args.env_steps,
         "targets": targets, "fit_overrides": extra, "summary": summarize(runs, targets), "runs": runs,
         "reference": REFERENCE.get(config),
         "baselines": BASELINES[config]() if config in BASELINES else None,

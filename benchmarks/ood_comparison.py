@@ -40,6 +40,12 @@ shared machine):
         --runs-dir $RUNS
     python benchmarks/ood_comparison.py --runs-dir $RUNS --out benchmarks/results/ood_comparison.json
 
+``learning.py --one-process`` trains a method's seeds in one ``fit --seeds 0,1,2`` process instead
+(``RUNS/<config>/seeds0-1-2``, one checkpoint holding every seed); this script tests such a checkpoint
+once per row and split, for all its seeds. It suits the runs above started with ``--parallel 3`` (3
+point-robot MQL seeds: x1.26 faster than 3 processes, BENCHMARKS.md "Seeds in one process"); for those
+run one after another it is not measured, and its seeds are resumed and budget-checked together.
+
 Each finished test is recorded in ``OUT.done.json`` (with its checkpoint's size and mtime and its
 arguments), so a stopped comparison run again with the same arguments goes on where it stopped;
 ``--fresh`` sets that file aside and tests everything again. A seed whose run has not reached the
@@ -66,10 +72,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.baselines import point_robot  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    meta_test_record,
+    meta_test_records,
     provenance,
     run_test,
     seed_checkpoints,
+    seed_names,
     t_interval,
 )
 from metarl.envs.point import OOD_TRAIN_X  # noqa: E402
@@ -138,37 +145,39 @@ Tests = dict[str, dict[str, dict[str, Any]]]  # row label -> split -> seedK -> a
 
 def run_tests(folders: dict[str, Path], relabel_in: bool, seed: int, threads: int, extra: list[str],
               mier_epochs: int, done_path: Path, allow_unfinished: bool = False) -> Tests:
-    """row label -> split -> seedK -> the meta-test's record (benchmarks.common.meta_test_record).
+    """row label -> split -> seedK -> the meta-test's record (benchmarks.common.meta_test_records).
     Tests already in ``done_path`` with the same checkpoint and arguments are read back, not rerun; a
-    seed whose run has not reached its budget is left out unless ``allow_unfinished``."""
+    seed whose run has not reached its budget is left out unless ``allow_unfinished``. A checkpoint of
+    several seeds (``seeds0-1-2``) is tested once per row and split, and fills each seed's entry."""
     tests: dict[str, dict[str, dict[str, Any]]] = {}
     done = load_done(done_path)
     for label, key, overrides in ROWS:
         if key not in folders:
             continue
         protocol = mier_protocol(mier_epochs) if label == "MIER" else []
-        for seed_name, ckpt in seed_checkpoints(folders[key], allow_unfinished):
+        for folder, ckpt in seed_checkpoints(folders[key], allow_unfinished):
             for split, split_overrides in SPLITS.items():
                 if label == "MIER" and split == "in" and not relabel_in:
                     continue  # relabeling is MIER's step for OOD tasks; in distribution MIER-wR's row stands
                 # The extra arguments first, so that the protocol's own settings win.
                 args = [*extra, "--trainer.logger=false", *protocol, *overrides, *split_overrides]
-                key_done = done_key(label, split, seed_name, ckpt, args)
-                if key_done in done:
-                    record = done[key_done]
-                    print(f"{label} {split} {seed_name}: done before ({record['report']})", flush=True)
-                    tests.setdefault(label, {}).setdefault(split, {})[seed_name] = record
+                # A multi-seed checkpoint (learning.py --one-process) is tested once for all its seeds.
+                keys = {name: done_key(label, split, name, ckpt, args) for name in seed_names(folder)}
+                if all(k in done for k in keys.values()):
+                    for name, k in keys.items():
+                        print(f"{label} {split} {name}: done before ({done[k]['report']})", flush=True)
+                        tests.setdefault(label, {}).setdefault(split, {})[name] = done[k]
                     continue
                 report, wall = run_test(CONFIGS[key], ckpt, seed, args, threads)
-                record = meta_test_record(report, ckpt, wall)
-                if (record["family_options"] or {}).get("eval_split") != split:
-                    sys.exit(f"ood_comparison: {report} is on eval_split {record['family_options']}, not {split}")
-                tests.setdefault(label, {}).setdefault(split, {})[seed_name] = record
-                done[key_done] = record
+                for name, record in meta_test_records(report, ckpt, wall, folder).items():
+                    if (record["family_options"] or {}).get("eval_split") != split:
+                        sys.exit(f"ood_comparison: {report} is on eval_split {record['family_options']}, not {split}")
+                    tests.setdefault(label, {}).setdefault(split, {})[name] = record
+                    done[keys[name]] = record
+                    post = sum(record["tasks"].values()) / len(record["tasks"])
+                    print(f"{label} {split} {name}: post {post:.2f} over {len(record['tasks'])} tasks "
+                          f"({wall:.0f} s)", flush=True)
                 save_done(done_path, done)
-                post = sum(record["tasks"].values()) / len(record["tasks"])
-                print(f"{label} {split} {seed_name}: post {post:.2f} over {len(record['tasks'])} tasks "
-                      f"({wall:.0f} s)", flush=True)
     return tests
 
 

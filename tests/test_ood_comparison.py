@@ -77,12 +77,12 @@ def _fake_tests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str) -> tu
         calls.append(args)
         return path, 2.0
 
-    def fake_record(report: Path, path: Path, wall: float) -> dict[str, Any]:
+    def fake_records(report: Path, path: Path, wall: float, folder: str) -> dict[str, dict[str, Any]]:
         split = "in" if any("eval_split" in a for a in calls[-1]) else "ood"
-        return {**_record([-1.0], [-2.0]), "report": str(report), "family_options": {"eval_split": split}}
+        return {folder: {**_record([-1.0], [-2.0]), "report": str(report), "family_options": {"eval_split": split}}}
 
     monkeypatch.setattr(oc, "run_test", fake_test)
-    monkeypatch.setattr(oc, "meta_test_record", fake_record)
+    monkeypatch.setattr(oc, "meta_test_records", fake_records)
     return ckpt, calls
 
 
