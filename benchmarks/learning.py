@@ -64,9 +64,9 @@ def fit_command(config: str, seeds: list[int], env_steps: int | None, extra: lis
     generators until then (and a resume must repeat it: metarl/training/resume.py)."""
     cmd = [sys.executable, "-m", "metarl", "fit", "--config", f"{config}.yaml", f"--seed_everything={seeds[0]}",
            f"--model.init_args.seed={seeds[0]}" if len(seeds) == 1 else f"--seeds={','.join(map(str, seeds))}"]
+    cmd += extra  # before the budget: an overlay after ``--`` (debug.yaml has a budget) must not undo --env-steps
     if env_steps is not None:
         cmd.append(f"--model.init_args.total_env_steps={env_steps}")
-    cmd += extra
     if ckpt is not None:
         cmd += ["--ckpt_path", str(ckpt)]
     return cmd

@@ -111,5 +111,7 @@ def test_learning_reads_each_seed_of_a_one_process_run_from_its_metrics_csv(tmp_
     multi = fit_command("point_robot", [0, 1], 600, ["--config", "debug.yaml"], run_dir / "last.ckpt")
     assert "--seeds=0,1" in multi and "--seed_everything=0" in multi and not any("init_args.seed=" in a for a in multi)
     assert multi[-2:] == ["--ckpt_path", str(run_dir / "last.ckpt")]
+    # --env-steps comes after the overlays, so debug.yaml's own budget cannot undo it:
+    assert multi.index("--model.init_args.total_env_steps=600") > multi.index("debug.yaml")
     single = fit_command("point_robot", [3], None, [], None)
     assert single[-2:] == ["--seed_everything=3", "--model.init_args.seed=3"]
