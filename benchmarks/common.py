@@ -202,15 +202,8 @@ def run_test(config: str, ckpt: Path, seed: int, overrides: list[str], threads: 
     return Path(found.group(1)), wall
 
 
-def meta_test_record(report_path: Path, ckpt: Path, wall: float) -> dict[str, Any]:
-    """What a comparison keeps of one meta-test: the report's file, the protocol it ran, and the
-    per-task returns after (``tasks``) and before (``tasks_pre``) adaptation, keyed by task."""
-    report = json.loads(report_path.read_text())
-    return _record(report, report["tasks"], report_path, ckpt, wall)
-
-
 def meta_test_records(report_path: Path, ckpt: Path, wall: float, folder: str) -> dict[str, dict[str, Any]]:
-    """``seedK`` -> :func:`meta_test_record` of the test of a ``folder``'s checkpoint (:func:`seed_names`):
+    """``seedK`` -> what a comparison keeps of the test of a ``folder``'s checkpoint (:func:`seed_names`):
     one seed's, or each seed's of a multi-seed checkpoint's test (its report's ``per_seed``), which then
     share the test: each gets its wall time over the seeds (``wall_s``, so that sums stay the time spent)
     and the whole (``test_wall_s``, ``tested_with``)."""
@@ -228,6 +221,8 @@ def meta_test_records(report_path: Path, ckpt: Path, wall: float, folder: str) -
 
 def _record(report: dict[str, Any], rows: list[dict[str, Any]], report_path: Path, ckpt: Path,
             wall: float) -> dict[str, Any]:
+    """One seed's test: the report's file, the protocol it ran, and the per-task returns after
+    (``tasks``) and before (``tasks_pre``) adaptation, keyed by task."""
     return {"report": str(report_path), "checkpoint": str(ckpt), "env_steps": report["env_steps"],
             "wall_s": round(wall, 1), "settings": report["settings"],
             "family_options": report.get("family_options"),
