@@ -180,7 +180,8 @@ def unfinished(ckpt: Path) -> str | None:
     budget = re.search(r"total_env_steps=(\d+)", json.loads(info_path.read_text())["command"]) if info_path else None
     if budget is None:
         return None
-    steps = torch.load(ckpt, map_location="cpu", weights_only=False)["metarl"]["counters"]["env_steps"]
+    # mmap: only the counters are read, not a replay of hundreds of MB.
+    steps = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)["metarl"]["counters"]["env_steps"]
     if steps >= int(budget.group(1)):
         return None
     return f"{ckpt} is at {steps:,} of its run's {int(budget.group(1)):,} env steps"

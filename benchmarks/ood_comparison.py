@@ -117,7 +117,7 @@ def method_folders(runs_dir: Path | None, named: list[str]) -> dict[str, Path]:
 def mier_protocol(epochs: int) -> list[str]:
     """MIER's extrapolation overrides for the comparison: ``epochs`` of continued SAC (x 1000 steps x 2
     repeats). The config's 10 (mier_public's) cost 12-13 min per eval task on 2 busy cores, 4 h per seed;
-    docs/fidelity.md ("MIER's extrapolation on a CPU") records the CPU-sized default."""
+    docs/fidelity.md ("Extrapolation on a CPU") records the CPU-sized default."""
     return [f"{A}epochs={epochs}"]
 
 

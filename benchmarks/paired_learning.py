@@ -36,9 +36,9 @@ def labelled(arg: str) -> tuple[str, Path]:
 
 
 def per_seed(result: dict[str, Any], target: str, metric: str) -> dict[int, float]:
-    """Seed -> its value of ``metric`` at evaluation ``target`` (the summary lists seeds in order)."""
-    values = result["summary"][target][metric]["values"]
-    return dict(zip(result["seeds"], values, strict=True))
+    """Seed -> its value of ``metric`` at evaluation ``target``, for the seeds whose run reached it."""
+    return {run["seed"]: run["at"][target][metric] for run in result["runs"]
+            if run["at"].get(target) and metric in run["at"][target]}
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
