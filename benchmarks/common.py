@@ -180,11 +180,16 @@ def unfinished(ckpt: Path) -> str | None:
     budget = re.search(r"total_env_steps=(\d+)", json.loads(info_path.read_text())["command"]) if info_path else None
     if budget is None:
         return None
+    from metarl.training.checkpoint_state import evaluation_pending
+
     # mmap: only the counters are read, not a replay of hundreds of MB.
-    steps = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)["metarl"]["counters"]["env_steps"]
-    if steps >= int(budget.group(1)):
-        return None
-    return f"{ckpt} is at {steps:,} of its run's {int(budget.group(1)):,} env steps"
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+    steps = saved["metarl"]["counters"]["env_steps"]
+    if steps < int(budget.group(1)):
+        return f"{ckpt} is at {steps:,} of its run's {int(budget.group(1)):,} env steps"
+    if evaluation_pending(saved):  # taken right before the final evaluation, which has not run
+        return f"{ckpt} was taken before the run's final evaluation, which has not run yet (resume it)"
+    return None
 
 
 def run_test(config: str, ckpt: Path, seed: int, overrides: list[str], threads: int) -> tuple[Path, float]:

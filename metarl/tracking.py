@@ -122,6 +122,19 @@ def place_sweep_run(cfg: Any, environ: MutableMapping[str, str] | None = None) -
     return Path(cfg["checkpoint.dirpath"])
 
 
+def define_env_step_axes(loggers: Iterable[Any], train_prefixes: Iterable[str], eval_prefixes: Iterable[str]) -> None:
+    """W&B charts over env steps (the papers' axis), not over Lightning's step counter."""
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            run = logger.experiment
+            run.define_metric("train/env_steps")
+            run.define_metric("eval/env_steps")
+            for prefix in train_prefixes:
+                run.define_metric(f"{prefix}/*", step_metric="train/env_steps")
+            for prefix in eval_prefixes:
+                run.define_metric(f"{prefix}/*", step_metric="eval/env_steps")
+
+
 def mark_preempting(loggers: Iterable[Any]) -> None:
     """Tell W&B this run was pre-empted (SIGTERM): a sweep requeues it instead of counting it failed."""
     from pytorch_lightning.loggers import WandbLogger

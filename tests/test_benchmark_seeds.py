@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-from benchmarks.common import meta_test_records, seed_checkpoints, seed_names
+from benchmarks.common import meta_test_records, seed_checkpoints, seed_names, unfinished
 
 SETTINGS = {"eval": {"episodes": 1}, "adapt": {"relabel": False}}
 
@@ -115,3 +116,24 @@ def test_learning_reads_each_seed_of_a_one_process_run_from_its_metrics_csv(tmp_
     assert multi.index("--model.init_args.total_env_steps=600") > multi.index("debug.yaml")
     single = fit_command("point_robot", [3], None, [], None)
     assert single[-2:] == ["--seed_everything=3", "--model.init_args.seed=3"]
+
+
+def test_a_run_short_of_its_budget_or_before_its_final_evaluation_is_unfinished(tmp_path) -> None:
+    from metarl.training.checkpoint_state import mark_evaluation_pending
+
+    (tmp_path / "bench_run.json").write_text(json.dumps({"command": "python -m metarl fit --x=1 "
+                                                                    "--model.init_args.total_env_steps=600"}))
+    done = {"total": {"ready": 3, "started": 3, "processed": 3, "completed": 3}}
+    progress = {"epoch_loop.val_loop.batch_progress": {**done, "current": dict(done["total"]), "is_last_batch": True}}
+
+    def ckpt(name: str, env_steps: int, pending: bool = False) -> Path:
+        loops = {"fit_loop": json.loads(json.dumps(progress))}  # a copy: marking changes it
+        saved = {"metarl": {"counters": {"env_steps": env_steps}}, "loops": loops}
+        if pending:
+            mark_evaluation_pending(saved)
+        torch.save(saved, tmp_path / name)
+        return tmp_path / name
+
+    assert "is at 400 of its run's 600 env steps" in unfinished(ckpt("a.ckpt", 400))
+    assert "before the run's final evaluation" in unfinished(ckpt("b.ckpt", 600, pending=True))
+    assert unfinished(ckpt("c.ckpt", 600)) is None

@@ -17,7 +17,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import pytorch_lightning as pl
 
 from tests.resume_support import TINY, cli_env, fit, straight_run  # noqa: F401
 
@@ -35,7 +34,7 @@ def test_start_block_and_no_third_party_noise(tmp_path: Path, capsys: pytest.Cap
     assert block[2] == "  evaluation   every 200 env steps, adapting on 1 eval task"
     assert block[3] == "  threads      1 torch thread (threads in the config or command line)"
     assert block[4].startswith(f"  checkpoints  {tmp_path / 'ckpt'}/ (last.ckpt + the newest 1 of those saved every"
-                               " 10 updates, every 30 min 00 s, after each evaluation; up to ")
+                               " 10 updates, every 30 min 00 s, before and after each evaluation; up to ")
     assert block[5] == f"  metrics      {tmp_path / 'csv' / 'version_0' / 'metrics.csv'} " \
                        f"(python -m metarl plot {tmp_path / 'csv' / 'version_0'})"
     assert lines[-1] == f"metarl: done: 200 env steps; checkpoint {tmp_path / 'ckpt' / 'last.ckpt'}"
@@ -104,25 +103,18 @@ def test_per_task_returns_only_when_played(straight_run: Path) -> None:  # noqa:
     assert len(set(losses)) == len(losses)
 
 
-class SignalDuringEval(pl.Callback):
-    def on_validation_batch_start(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
-        if args[-1] == 1 or kwargs.get("batch_idx") == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-
-def test_sigterm_during_an_evaluation_says_what_happens_and_how_long(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    cb = {"class_path": "tests.test_console.SignalDuringEval"}
+def test_sigterm_during_an_evaluation_says_it_stops_at_once(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    during = {"class_path": "tests.test_resume.SignalDuringEvaluation", "init_args": {"env_steps": 200, "task": 1}}
     with pytest.raises(SystemExit) as stop:
-        fit(tmp_path, "--model.init_args.eval.num_tasks=3", f"--trainer.callbacks+={json.dumps(cb)}")
+        fit(tmp_path, "--model.init_args.eval.num_tasks=3", f"--trainer.callbacks+={json.dumps(during)}")
     assert stop.value.code == 128 + signal.SIGTERM
     err = capfd.readouterr().err.splitlines()  # the signal handler writes to fd 2 itself
+    ckpt = tmp_path / "ckpt" / "env_steps=200.ckpt"
     said = [line for line in err if line.startswith("metarl: got SIGTERM")]
-    assert len(said) == 1 and said[0].startswith("metarl: got SIGTERM during the evaluation (eval task 2 of 3, about ")
-    assert said[0].endswith("left); the checkpoint is written when the evaluation ends, then the run stops")
+    assert said == [f"metarl: got SIGTERM during an evaluation: stopping now, without it; the checkpoint {ckpt} "
+                    "(taken right before it) is kept, and the resumed run evaluates first"]
     stopped = [line for line in err if line.startswith("metarl: stopped by SIGTERM")]
-    assert len(stopped) == 1 and "resume with: cd " in stopped[0]
+    assert len(stopped) == 1 and f"(env step 200); checkpoint {ckpt}; resume with: cd " in stopped[0]
 
 
 def test_sigterm_during_start_up_says_so(tmp_path: Path) -> None:

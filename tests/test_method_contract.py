@@ -216,6 +216,40 @@ def test_a_stopped_then_requeued_then_resumed_run_is_the_uninterrupted_one(
     assert [float(r["eval/env_steps"]) for r in whole if r["eval/env_steps"]] == method.evals
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_a_signal_during_an_evaluation_stops_at_once_and_the_resumed_run_evaluates_first(
+    name: str, straight: Callable[[str], Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Evaluations take minutes at full size, longer than a cluster waits after SIGTERM: a signal during
+    one stops the run at once, with the checkpoint taken right before it. A resumed run redoes that
+    evaluation first (stopped during it again, it stops at once again, keeping that checkpoint), and
+    ends as the uninterrupted run: the same state, the same logged rows, the evaluation logged once."""
+    method = METHODS[name]
+    reference = straight(name)
+    whole = _rows(method, reference)
+    at = int(method.evals[1])  # the first evaluation after an update
+    during = {"class_path": "tests.test_resume.SignalDuringEvaluation", "init_args": {"env_steps": at}}
+    out = tmp_path / "run"
+    last = out / "ckpt" / "last.ckpt"
+
+    for attempt in ("stopped during the evaluation", "resumed, and stopped during it again"):
+        with pytest.raises(SystemExit) as stop:
+            fit(out, "--ckpt_path=last", f"--trainer.callbacks+={json.dumps(during)}", base=method.base)
+        assert stop.value.code == 128 + signal.SIGTERM, attempt
+        err = capfd.readouterr().err
+        assert "got SIGTERM during an evaluation: stopping now" in err and "Traceback" not in err, attempt
+        assert "stopped by SIGTERM after iteration" in err and f"checkpoint {out / 'ckpt'}" in err, attempt
+        assert counters(load(last))["env_steps"] == at, attempt
+        first = _rows(method, out)
+        assert [float(r["eval/env_steps"]) for r in first if r["eval/env_steps"]] == method.evals[:1], attempt
+        assert first == whole[:len(first)], attempt
+
+    rest = tmp_path / "rest"
+    fit(rest, f"--ckpt_path={last}", base=method.base)
+    assert first + _rows(method, rest) == whole
+    _assert_same_state(method, load(reference / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt"))
+
+
 # ----------------------------------------------------------------------------- the meta-test
 @pytest.mark.parametrize("name", NAMES)
 def test_meta_test_reports_a_checkpoint_of_the_method(

@@ -50,6 +50,18 @@ class SignalAt(pl.Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class SignalDuringEvaluation(pl.Callback):
+    """Sends ``signum`` to this process as eval task ``task`` of the evaluation at ``env_steps`` starts."""
+
+    def __init__(self, env_steps: int, task: int = 0, signum: int = int(signal.SIGTERM)) -> None:
+        self.env_steps, self.task, self.signum = env_steps, task, signum
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: object,
+                                  batch_idx: int, dataloader_idx: int = 0) -> None:
+        if not trainer.sanity_checking and batch_idx == self.task and pl_module.env_steps == self.env_steps:
+            os.kill(os.getpid(), self.signum)
+
+
 def test_resume_inside_the_batched_cold_start_is_exact(tmp_path: Path) -> None:
     """A cold start of 300 steps in iterations of at most 4 one-episode rounds (80 steps), stopped after
     its first iteration: the resumed run's cold start and the updates after it are the straight run's

@@ -87,15 +87,20 @@ def test_the_usual_names_carry_the_mean_over_seeds_and_its_interval(multi: Path)
     assert header == ["step", "train/env_steps", "seed", "task", "return"]
 
 
-def test_sigterm_then_resume_is_the_uninterrupted_run(multi: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("at, iteration", [
+    ({"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": 5, "signum": int(signal.SIGTERM)}}, 5),
+    # during the evaluation at 200 env steps (after iteration 10): it stops at once, and the resumed run
+    # redoes that evaluation for every seed
+    ({"class_path": "tests.test_resume.SignalDuringEvaluation", "init_args": {"env_steps": 200}}, 10),
+], ids=["in-an-iteration", "during-an-evaluation"])
+def test_sigterm_then_resume_is_the_uninterrupted_run(multi: Path, tmp_path: Path, at: dict[str, Any],
+                                                      iteration: int, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "stopped"
-    at = {"class_path": "tests.test_resume.SignalAt", "init_args": {"iteration": 5, "signum": int(signal.SIGTERM)}}
     with pytest.raises(SystemExit) as stop:
         fit(out, SEEDS, f"--trainer.callbacks+={json.dumps(at)}")
     assert stop.value.code == 128 + signal.SIGTERM
     assert "Traceback" not in capsys.readouterr().err
-    assert counters(load(out / "ckpt" / "last.ckpt"))["iteration"] == 5
+    assert counters(load(out / "ckpt" / "last.ckpt"))["iteration"] == iteration
     rest = tmp_path / "rest"
     fit(rest, SEEDS, f"--ckpt_path={out / 'ckpt' / 'last.ckpt'}")
     straight, resumed = load(multi / "ckpt" / "last.ckpt"), load(rest / "ckpt" / "last.ckpt")

@@ -1,14 +1,18 @@
 """Checkpointing that never loses a run (docs/reliability.md).
 
-- Saves every K updates, every T of wall time, after every evaluation and when training ends;
+- Saves every K updates, every T of wall time, before and after every evaluation and when training ends;
   each file is written atomically (atomic_io.py: a crash leaves either the old checkpoint or the
   new one, whole).
 - Saves only between meta-training iterations, where the state is consistent and a resumed run
   continues exactly. A periodic save that falls on an epoch's last iteration waits for the
   epoch-end save after validation: a checkpoint taken before validation would skip it on resume.
+- Saves right before every evaluation too, marked as taken in the middle of validation (Lightning's
+  own restart point): a run stopped or killed during an evaluation resumes by running that
+  evaluation again from the start, instead of from the previous checkpoint.
 - SIGTERM (cluster pre-emption) and SIGINT (Ctrl-C) only raise a flag; the run saves at the next
-  consistent point (the end of the running iteration, or after validation) and stops with
-  :class:`RunInterrupted`. A second SIGINT stops at once, without a checkpoint (stop_signal.py).
+  consistent point (the end of the running iteration) and stops with :class:`RunInterrupted`. During
+  an evaluation it stops at once: the checkpoint taken before the evaluation is the consistent point.
+  A second SIGINT stops at once, without a checkpoint (stop_signal.py).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.trainer.states import TrainerFn
 
 from metarl.training.atomic_io import link_atomically
+from metarl.training.checkpoint_state import evaluation_pending, mark_evaluation_pending
 from metarl.training.stop_signal import StopOnSignal
 
 
@@ -79,6 +85,8 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
         self._last_save_time: float | None = None  # monotonic; the time trigger counts from here
         self._dirty = False  # state changed since the last save
         self._fresh_save: str | None = None  # a full checkpoint of the current state, if one was just written
+        self._saving_before_evaluation = False
+        self._resumed_before_evaluation = False
         self._init_stop_signals()
 
     @property
@@ -143,9 +151,28 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
             self._raise_stop(trainer, pl_module)
         self._iteration_started = time.monotonic()
 
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        self._resumed_before_evaluation = evaluation_pending(checkpoint)
+
     def on_validation_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        self._pre_eval_path = None
+        if self._resumed_before_evaluation and not self._dirty and trainer.ckpt_path:
+            self._pre_eval_path = trainer.ckpt_path  # this evaluation's own checkpoint: the run resumed from it
+        elif self._saves_before_evaluation(trainer):
+            self._saving_before_evaluation = True
+            try:
+                self._save_now(trainer)
+            finally:
+                self._saving_before_evaluation = False
+            self._pre_eval_path = self._fresh_save
+        self._resumed_before_evaluation = False
         self._dirty = True  # evaluation advances the eval envs' generators
         self._evaluation_started(trainer)
+
+    def _saves_before_evaluation(self, trainer: pl.Trainer) -> bool:
+        # One process only: a rank stopping mid-evaluation alone would leave the others waiting.
+        return bool(self._dirty and not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING
+                    and trainer.world_size == 1)
 
     def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
         self._evaluation_task_done()
@@ -177,6 +204,8 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
         run = checkpoint.setdefault("metarl_run", {})
         run["seed_everything"] = self.seed_everything
         run.update(run_identity(trainer.loggers))  # a resumed run continues the same logs
+        if self._saving_before_evaluation:
+            mark_evaluation_pending(checkpoint)
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)

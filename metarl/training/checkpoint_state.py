@@ -70,3 +70,26 @@ def check_training_state(state: dict[str, Any] | None, method: str, family: str)
     if state["family"] != family:
         raise ValueError(f"checkpoint is from task family {state['family']!r}, but the config asks for {family!r}")
     return state
+
+
+def mark_evaluation_pending(checkpoint: dict[str, Any]) -> None:
+    """Make a checkpoint written before an evaluation read as written during its first task.
+
+    Lightning restarts such a checkpoint by running the validation again, from its first task, before
+    any training (its "restarted mid-evaluation" stage); the state is the one before the evaluation,
+    so the rerun logs what the interrupted one would have. Without the mark, Lightning takes the
+    checkpoint for one saved after the validation and skips it.
+    """
+    fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    progress = fit_loop.get("epoch_loop.val_loop.batch_progress")
+    if progress is None:
+        raise RuntimeError("this Lightning version's checkpoints have no validation progress to mark")
+    for counts in (progress["total"], progress["current"]):
+        counts.update(ready=1, started=1, processed=0, completed=0)
+    progress["is_last_batch"] = False
+
+
+def evaluation_pending(checkpoint: dict[str, Any]) -> bool:
+    """Whether a checkpoint was written before an evaluation (:func:`mark_evaluation_pending`)."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.val_loop.batch_progress")
+    return bool(progress) and progress["total"]["processed"] < progress["total"]["started"]

@@ -199,6 +199,11 @@ class MetaTrainModule(pl.LightningModule):
         self.log_dict({**result.scalar_metrics(), "eval/env_steps": float(self.env_steps)}, batch_size=1)
         result.log_extras(self)
 
+    def on_validation_start(self) -> None:
+        # A run resumed from the checkpoint taken right before an evaluation redoes that evaluation
+        # before its first training step: the generators it draws from must be the saved ones.
+        self._restore_rng_if_resumed()
+
     def _evaluate_at_start(self) -> None:
         """The evaluation before any update (the reference code's first eval row, env step 0): the
         means over the validation tasks, logged directly (Lightning's validation loop only runs
@@ -247,16 +252,9 @@ class MetaTrainModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- run hooks
     def on_fit_start(self) -> None:
-        # W&B charts over env steps (the papers' axis), not over Lightning's step counter.
-        for logger in self.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                run = logger.experiment
-                run.define_metric("train/env_steps")
-                run.define_metric("eval/env_steps")
-                for prefix in self.train_metric_prefixes:
-                    run.define_metric(f"{prefix}/*", step_metric="train/env_steps")
-                for prefix in self.eval_metric_prefixes:
-                    run.define_metric(f"{prefix}/*", step_metric="eval/env_steps")
+        from metarl.tracking import define_env_step_axes
+
+        define_env_step_axes(self.loggers, self.train_metric_prefixes, self.eval_metric_prefixes)
 
     def on_train_start(self) -> None:
         self.seed_global_rngs()

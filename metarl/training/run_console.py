@@ -156,7 +156,7 @@ def start_block(trainer: pl.Trainer, module: Any, threads: tuple[int, str], resu
             kept = "every periodic one" if keep == -1 else f"the newest {keep}"
             triggers = [f"every {every_u:,} updates"] if every_u else []
             triggers += [f"every {duration(interval.total_seconds())}"] if interval else []
-            what += f" + {kept} of those saved {', '.join([*triggers, 'after each evaluation'])}"
+            what += f" + {kept} of those saved {', '.join([*triggers, 'before and after each evaluation'])}"
         size = checkpoint_bytes(module)
         if size:
             what += f"; up to {_size(size)} each"

@@ -1,10 +1,12 @@
 """SIGTERM (cluster pre-emption) and SIGINT (Ctrl-C) during training, for MetaCheckpoint.
 
-A signal only raises a flag and prints one line saying what happens next and about how long it
-takes; MetaCheckpoint saves at the next consistent point (the end of the running iteration, or
-after validation) and then stops the run with :class:`RunInterrupted`. A second SIGINT stops at
-once, without a checkpoint. Before training starts and after it ends, exits.py's handlers stop
-the process instead: there is nothing to save then.
+A signal raises a flag and prints one line saying what happens next and about how long it takes;
+MetaCheckpoint saves at the next consistent point (the end of the running iteration) and then stops
+the run with :class:`RunInterrupted`. During an evaluation that has a checkpoint taken right before it
+(callbacks.py), the run stops at once instead: evaluations take minutes, longer than a cluster waits
+after SIGTERM, and the resumed run evaluates again from that checkpoint. A second SIGINT stops at
+once, without a checkpoint. Before training starts and after it ends, exits.py's handlers stop the
+process instead: there is nothing to save then.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class StopOnSignal:
         self._iteration_seconds: float | None = None
         self._eval: dict[str, Any] | None = None
         self._eval_task_seconds: float | None = None  # the previous evaluation's, per task
+        # The checkpoint of the state right before the running evaluation, if there is one: a stop
+        # signal then abandons the evaluation (the resumed run redoes it).
+        self._pre_eval_path: str | None = None
 
     # ------------------------------------------------------------------ timing, for the message
     def _iteration_ended(self) -> None:
@@ -75,6 +80,7 @@ class StopOnSignal:
         if self._eval is not None and self._eval["done"]:
             self._eval_task_seconds = (time.monotonic() - self._eval["started"]) / self._eval["done"]
         self._eval = None
+        self._pre_eval_path = None
 
     # ------------------------------------------------------------------ the handlers
     def _take_stop_signals(self, trainer: pl.Trainer, pl_module: Any) -> None:
@@ -106,12 +112,24 @@ class StopOnSignal:
         # line starts on a line of its own, not after a progress bar's.
         start = "\n" if os.isatty(2) else ""
         os.write(2, (start + self.signal_message(signum) + "\n").encode())
+        if first and self._abandons_evaluation():
+            # Raised here, in the middle of the evaluation, as Ctrl-C's KeyboardInterrupt is: nothing
+            # of the evaluation is kept, and the state on disk is the one from before it.
+            self._raise_stop(self._trainer_ref, self._trainer_ref.lightning_module,  # type: ignore[union-attr]
+                             path=self._pre_eval_path)
+
+    def _abandons_evaluation(self) -> bool:
+        return (self._eval is not None and not self._eval.get("at_start") and self._pre_eval_path is not None
+                and self._trainer_ref is not None)
 
     def signal_message(self, signum: int) -> str:
         """What happens after a stop signal, and about how long it takes."""
         name = signal.Signals(signum).name
         again = " (Ctrl-C again to stop at once, without a checkpoint)" if signum == signal.SIGINT else ""
         ev = self._eval
+        if self._abandons_evaluation():
+            return (f"metarl: got {name} during an evaluation: stopping now, without it; the checkpoint "
+                    f"{self._pre_eval_path} (taken right before it) is kept, and the resumed run evaluates first")
         if ev is not None and ev.get("at_start"):
             return (f"metarl: got {name} during the evaluation at env step 0 ({ev['total']} eval tasks, before any "
                     f"update; the first evaluation of this run: no time estimate yet); then one iteration runs, "
@@ -136,13 +154,13 @@ class StopOnSignal:
         # Every rank must take the same decision: saving is collective.
         return bool(trainer.strategy.reduce_boolean_decision(self._signal is not None, all=False))
 
-    def _raise_stop(self, trainer: pl.Trainer, pl_module: Any) -> None:
+    def _raise_stop(self, trainer: pl.Trainer, pl_module: Any, path: str | None = None) -> None:
         self._stop_now = False
         if self._signal == signal.SIGTERM:
             from metarl.tracking import mark_preempting
 
             mark_preempting(trainer.loggers)
-        path = self.last_model_path or self.best_model_path
+        path = path or self.last_model_path or self.best_model_path
         raise RunInterrupted(self._signal or signal.SIGTERM, path, pl_module.iteration, pl_module.env_steps)
 
     def _restore_handlers(self) -> None:
