@@ -159,7 +159,8 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
         if self._resumed_before_evaluation and not self._dirty and trainer.ckpt_path:
             self._pre_eval_path = trainer.ckpt_path  # this evaluation's own checkpoint: the run resumed from it
         elif self._saves_before_evaluation(trainer):
-            self._saving_before_evaluation = True
+            # _fresh_save stays None if no file is written (save_last off and save_top_k 0).
+            self._saving_before_evaluation, self._fresh_save = True, None
             try:
                 self._save_now(trainer)
             finally:
