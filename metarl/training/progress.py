@@ -153,12 +153,16 @@ class EnvStepProgressBar(ProgressBar):
         if self._start_eval is not None:
             self.print(f"eval at 0 env steps done ({duration(time.monotonic() - self._start_eval)})")
             self._start_eval = None
-            if self._train_bar is not None:
-                try:  # the rate and ETA count training from here (tqdm's own clock)
-                    self._train_bar.start_t = self._train_bar.last_print_t = self._train_bar._time()
-                except AttributeError:
-                    pass
-            self._start_time = time.monotonic()
+            self._restart_rate_clock()
+
+    def _restart_rate_clock(self) -> None:
+        """The rate and ETA count training from here, not the evaluation before it."""
+        if self._train_bar is not None:
+            try:  # tqdm's own clock
+                self._train_bar.start_t = self._train_bar.last_print_t = self._train_bar._time()
+            except AttributeError:
+                pass
+        self._start_time = time.monotonic()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any, **kwargs: Any) -> None:
         if not self._enabled:
@@ -243,3 +247,5 @@ class EnvStepProgressBar(ProgressBar):
         if pre is not None and post is not None:
             line += f": return {pre:.1f} before adaptation, {post:.1f} after"
         self.print(line)
+        if steps == self._start_steps:  # a resumed run's redone evaluation, before any training
+            self._restart_rate_clock()
