@@ -84,6 +84,10 @@ def test_progress_bar_counts_env_steps_with_rate_and_eta(monkeypatch: pytest.Mon
     plain.on_train_batch_end(trainer, module)
     line = log.getvalue().strip()
     assert line.startswith("metarl: 2,000/5,000 env steps (40.0%), ") and " env steps/s, ETA " in line, line
+    plain.on_validation_start(trainer, module)  # an evaluation is announced when it starts, then its result
+    assert log.getvalue().splitlines()[-1] == "eval at 2,000 env steps: adapting on 3 eval tasks ..."
+    plain.on_validation_end(trainer, module)
+    assert log.getvalue().splitlines()[-1].startswith("eval at 2,000 env steps (3 tasks, 0 s): return -5.0 before")
 
 
 def test_per_task_returns_only_when_played(straight_run: Path) -> None:  # noqa: F811

@@ -214,7 +214,10 @@ class EnvStepProgressBar(ProgressBar):
             return
         self._eval_total = int(sum(trainer.num_val_batches)) if trainer.num_val_batches else 0
         self._eval_started = time.monotonic()
-        if self.interactive:
+        if not self.interactive:  # a log file has no bar: say that an evaluation runs (it can take minutes)
+            steps, k = int_attr(pl_module, "env_steps") or 0, self._eval_total
+            self.print(f"eval at {steps:,} env steps: adapting on {k} eval task{'s' * (k != 1)} ...")
+        else:
             from tqdm.auto import tqdm
 
             self._eval_bar = tqdm(total=self._eval_total, file=self.file, dynamic_ncols=True, leave=False,
