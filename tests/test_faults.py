@@ -98,7 +98,8 @@ def test_sigterm_writes_a_fresh_checkpoint_and_exits_cleanly(tmp_path: Path) -> 
                      f"--trainer.logger={json.dumps(loggers)}", env=env)
     last = out / "ckpt" / "last.ckpt"
     try:
-        wait_for(last.exists, proc)
+        # After training started (last.ckpt exists from before the evaluation at env step 0 on).
+        wait_for(lambda: last.exists() and counters(load(last))["iteration"] > 0, proc)
         before = counters(load(last))["iteration"]
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

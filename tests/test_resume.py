@@ -109,7 +109,8 @@ def test_sigint_in_the_iteration_that_ends_an_evaluation_period_checkpoints_and_
     err = capsys.readouterr().err
     assert f"stopped by SIGINT after iteration {iteration}" in err and "Traceback" not in err
     saved = load(out / "ckpt" / "last.ckpt")
-    # Saved at the end of the interrupted iteration; at an epoch's end, after its validation.
+    # Saved at the end of the interrupted iteration, which ends an epoch: before its validation, which the
+    # resumed run does first.
     assert counters(saved)["iteration"] == iteration
     assert at_epoch_end(saved)
     assert signal.getsignal(signal.SIGINT) is handler  # the handler from before the run is back
@@ -144,3 +145,32 @@ def test_last_checkpoint_is_the_newest_of_this_experiment_and_skips_sweep_runs(t
     assert find_last_checkpoint(cfg) == (tmp_path, newest)
     cfg["checkpoint.dirpath"] = str(tmp_path / "none_here")
     assert find_last_checkpoint(cfg) == (tmp_path / "none_here", None)
+
+
+def test_a_signal_during_the_evaluation_at_env_step_0_stops_at_once_and_the_run_starts_again_as_new(
+    straight_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    """That evaluation runs before any update (minutes at full size): a checkpoint of the state before it
+    lets a signal stop the run at once; resumed (the same command line), the run starts as a new one does
+    and ends as the uninterrupted run."""
+    from metarl.training.module import MetaTrainModule
+
+    evaluate = MetaTrainModule._evaluate
+
+    def signalled(self: MetaTrainModule, task_index: int) -> object:
+        if self.env_steps == 0 and task_index == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return evaluate(self, task_index)
+
+    monkeypatch.setattr(MetaTrainModule, "_evaluate", signalled)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:
+        fit(out, "--ckpt_path=last")
+    assert stop.value.code == 128 + signal.SIGTERM
+    err = capfd.readouterr().err
+    assert "got SIGTERM during an evaluation: stopping now" in err and "Traceback" not in err
+    assert counters(load(out / "ckpt" / "last.ckpt"))["env_steps"] == 0
+    monkeypatch.undo()
+    fit(out, "--ckpt_path=last")
+    assert_same_state(load(straight_run / "ckpt" / "last.ckpt"), load(out / "ckpt" / "last.ckpt"))
+    assert metrics(out) == metrics(straight_run)

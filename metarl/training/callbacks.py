@@ -85,7 +85,7 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
         self._last_save_time: float | None = None  # monotonic; the time trigger counts from here
         self._dirty = False  # state changed since the last save
         self._fresh_save: str | None = None  # a full checkpoint of the current state, if one was just written
-        self._saving_before_evaluation = False
+        self._saving_before_evaluation = self._saving_before_start = False
         self._resumed_before_evaluation = False
         self._init_stop_signals()
 
@@ -144,9 +144,12 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
             # Stop before the next iteration, once this one's metrics have reached the loggers.
             self._stop_now = True
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, *args: Any, **kwargs: Any) -> None:
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        # Before any callback's first batch hook: a signal from there on is no longer during that evaluation.
         if self._eval is not None and self._eval.get("at_start"):
-            self._eval = None  # the evaluation at env step 0 is over
+            self._eval, self._pre_eval_path = None, None  # the evaluation at env step 0 is over
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, *args: Any, **kwargs: Any) -> None:
         if self._stop_now:
             self._raise_stop(trainer, pl_module)
         self._iteration_started = time.monotonic()
@@ -167,13 +170,16 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
                 self._saving_before_evaluation = False
             self._pre_eval_path = self._fresh_save
         self._resumed_before_evaluation = False
+        if self._signal is not None and self._pre_eval_path is not None:
+            # Signalled in the iteration before (or while saving): the state before the evaluation is saved.
+            self._raise_stop(trainer, pl_module, path=self._pre_eval_path)
         self._dirty = True  # evaluation advances the eval envs' generators
         self._evaluation_started(trainer)
 
-    def _saves_before_evaluation(self, trainer: pl.Trainer) -> bool:
+    def _saves_before_evaluation(self, trainer: pl.Trainer, at_start: bool = False) -> bool:
         # One process only: a rank stopping mid-evaluation alone would leave the others waiting.
-        return bool(self._dirty and not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING
-                    and trainer.world_size == 1)
+        return bool((self._dirty or at_start) and not trainer.sanity_checking and not trainer.fast_dev_run
+                    and trainer.state.fn == TrainerFn.FITTING and trainer.world_size == 1)
 
     def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
         self._evaluation_task_done()
@@ -207,6 +213,8 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
         run.update(run_identity(trainer.loggers))  # a resumed run continues the same logs
         if self._saving_before_evaluation:
             mark_evaluation_pending(checkpoint)
+        if self._saving_before_start:
+            run["start_evaluation_pending"] = True  # module.on_load_checkpoint: resume as a new run starts
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         super()._save_checkpoint(trainer, filepath)
@@ -270,6 +278,17 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self._last_save_time = time.monotonic()
         self._take_stop_signals(trainer, pl_module)
+        if self._eval is not None and self._eval.get("at_start") and self._saves_before_evaluation(trainer, True):
+            # The module evaluates at env step 0 next (its on_train_start). A checkpoint of the state before
+            # it, marked so, lets a stop signal during it stop at once: resumed, the run starts as a new
+            # run does (seeding, that evaluation, training), in its own folder. Only last.ckpt: it is no
+            # periodic checkpoint (none if save_last is off; then a signal waits as before).
+            self._saving_before_start, self._fresh_save, self._dirty = True, None, True
+            try:
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            finally:
+                self._saving_before_start = False
+            self._pre_eval_path = self._fresh_save
 
 
 _ENV_STEPS = re.compile(r"env_steps=(\d+)")

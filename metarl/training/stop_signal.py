@@ -119,8 +119,7 @@ class StopOnSignal:
                              path=self._pre_eval_path)
 
     def _abandons_evaluation(self) -> bool:
-        return (self._eval is not None and not self._eval.get("at_start") and self._pre_eval_path is not None
-                and self._trainer_ref is not None)
+        return self._eval is not None and self._pre_eval_path is not None and self._trainer_ref is not None
 
     def signal_message(self, signum: int) -> str:
         """What happens after a stop signal, and about how long it takes."""
