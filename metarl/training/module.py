@@ -241,11 +241,10 @@ class MetaTrainModule(pl.LightningModule):
         self.env_steps, self.num_updates = int(c["env_steps"]), int(c["num_updates"])
         self.num_episodes, self.iteration = int(c["num_episodes"]), int(c["iteration"])
         self.load_method_state(state)
-        if checkpoint.get("metarl_run", {}).get("start_evaluation_pending"):
-            state["rng"] = None  # saved before the evaluation at env step 0: the run starts as a new one does
-        # The global RNGs are set at the first training step: building dataloader iterators in
-        # between would consume draws (stack notes §4).
-        self._pending_rng = state["rng"]
+        # The global RNGs are set at the first training step (building dataloader iterators in between would
+        # consume draws, stack notes §4); none if saved before the evaluation at env step 0: a new run's start.
+        start = checkpoint.get("metarl_run", {}).get("start_evaluation_pending")
+        self._pending_rng = None if start else state["rng"]
 
     def _restore_rng_if_resumed(self) -> None:
         if self._pending_rng is not None:
