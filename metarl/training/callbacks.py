@@ -5,10 +5,10 @@
   new one, whole).
 - Saves only between meta-training iterations, where the state is consistent and a resumed run
   continues exactly. A periodic save that falls on an epoch's last iteration waits for the
-  epoch-end save after validation: a checkpoint taken before validation would skip it on resume.
-- Saves right before every evaluation too, marked as taken in the middle of validation (Lightning's
-  own restart point): a run stopped or killed during an evaluation resumes by running that
-  evaluation again from the start, instead of from the previous checkpoint.
+  epoch-end save after validation: an unmarked checkpoint taken before validation would skip it.
+- Saves right before every evaluation, marked as taken in the middle of validation (Lightning's own
+  restart point): a run stopped or killed during an evaluation resumes by running that evaluation
+  again from the start, instead of from the previous checkpoint.
 - SIGTERM (cluster pre-emption) and SIGINT (Ctrl-C) only raise a flag; the run saves at the next
   consistent point (the end of the running iteration) and stops with :class:`RunInterrupted`. During
   an evaluation it stops at once: the checkpoint taken before the evaluation is the consistent point.
@@ -85,7 +85,7 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
         self._last_save_time: float | None = None  # monotonic; the time trigger counts from here
         self._dirty = False  # state changed since the last save
         self._fresh_save: str | None = None  # a full checkpoint of the current state, if one was just written
-        self._saving_before_evaluation = self._saving_before_start = False
+        self._saving_before: str | None = None  # "evaluation" or "start" (env step 0) while such a save runs
         self._resumed_before_evaluation = False
         self._init_stop_signals()
 
@@ -162,19 +162,22 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
         if self._resumed_before_evaluation and not self._dirty and trainer.ckpt_path:
             self._pre_eval_path = trainer.ckpt_path  # this evaluation's own checkpoint: the run resumed from it
         elif self._saves_before_evaluation(trainer):
-            # _fresh_save stays None if no file is written (save_last off and save_top_k 0).
-            self._saving_before_evaluation, self._fresh_save = True, None
-            try:
-                self._save_now(trainer)
-            finally:
-                self._saving_before_evaluation = False
-            self._pre_eval_path = self._fresh_save
+            self._save_before(trainer, "evaluation", lambda: self._save_now(trainer))
         self._resumed_before_evaluation = False
         if self._signal is not None and self._pre_eval_path is not None:
             # Signalled in the iteration before (or while saving): the state before the evaluation is saved.
             self._raise_stop(trainer, pl_module, path=self._pre_eval_path)
         self._dirty = True  # evaluation advances the eval envs' generators
         self._evaluation_started(trainer)
+
+    def _save_before(self, trainer: pl.Trainer, what: str, save: Any) -> None:
+        """``save()`` the state before an evaluation, marked so: the file a stop signal during it keeps."""
+        self._saving_before, self._fresh_save = what, None  # None if no file is written (no last, top-k 0)
+        try:
+            save()
+        finally:
+            self._saving_before = None
+        self._pre_eval_path = self._fresh_save
 
     def _saves_before_evaluation(self, trainer: pl.Trainer, at_start: bool = False) -> bool:
         # One process only: a rank stopping mid-evaluation alone would leave the others waiting.
@@ -211,9 +214,9 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
         run = checkpoint.setdefault("metarl_run", {})
         run["seed_everything"] = self.seed_everything
         run.update(run_identity(trainer.loggers))  # a resumed run continues the same logs
-        if self._saving_before_evaluation:
+        if self._saving_before == "evaluation":
             mark_evaluation_pending(checkpoint)
-        if self._saving_before_start:
+        elif self._saving_before == "start":
             run["start_evaluation_pending"] = True  # module.on_load_checkpoint: resume as a new run starts
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
@@ -282,13 +285,11 @@ class MetaCheckpoint(StopOnSignal, ModelCheckpoint):
             # The module evaluates at env step 0 next (its on_train_start). A checkpoint of the state before
             # it, marked so, lets a stop signal during it stop at once: resumed, the run starts as a new
             # run does (seeding, that evaluation, training), in its own folder. Only last.ckpt: it is no
-            # periodic checkpoint (none if save_last is off; then a signal waits as before).
-            self._saving_before_start, self._fresh_save, self._dirty = True, None, True
-            try:
-                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            finally:
-                self._saving_before_start = False
-            self._pre_eval_path = self._fresh_save
+            # periodic checkpoint (none if save_last is off; then a signal waits as before). Dirty: a file of
+            # its own, not a link to an older save.
+            self._dirty = True
+            self._save_before(trainer, "start",
+                              lambda: self._save_last_checkpoint(trainer, self._monitor_candidates(trainer)))
 
 
 _ENV_STEPS = re.compile(r"env_steps=(\d+)")
