@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # runnable from a checkout; metarl itself must be importable too
 
 from benchmarks.baselines import BASELINES  # noqa: E402
-from benchmarks.common import git_commit, provenance, stamp  # noqa: E402
+from benchmarks.common import git_commit, provenance, t_interval  # noqa: E402
+from benchmarks.learning_plots import copy_run_plots, plot  # noqa: E402
 from metarl.plot import read_metrics  # noqa: E402
 
 PRE, POST = "eval/return_pre_adapt", "eval/return_post_adapt"
@@ -145,7 +145,17 @@ def gather_run(run_dir: Path, targets: list[int], seed: int, one_process: bool =
     return out
 
 
+def _ci95(values: list[float]) -> list[float] | None:
+    """A 95% Student-t interval over the seeds; None for one seed."""
+    if len(values) < 2:
+        return None
+    ci = t_interval(values)
+    return [ci["ci95_low"], ci["ci95_high"]]
+
+
 def summarize(runs: list[dict[str, Any]], targets: list[int]) -> dict[str, Any]:
+    """Per target: each seed's first evaluation at or after it; after and before adaptation over the
+    seeds (mean, std, 95% t-interval) and their paired difference."""
     summary = {}
     for target in targets:
         hits = [r["at"][str(target)] for r in runs if r["at"].get(str(target))]
@@ -154,74 +164,14 @@ def summarize(runs: list[dict[str, Any]], targets: list[int]) -> dict[str, Any]:
             vals = [h[name] for h in hits if name in h]
             if vals:
                 row[name] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-                             "min": min(vals), "max": max(vals), "values": vals}
+                             "min": min(vals), "max": max(vals), "values": vals, "ci95": _ci95(vals)}
+        # What adaptation buys, paired per seed (the same checkpoint's evaluation both ways).
+        gains = [h["return_post_adapt"] - h["return_pre_adapt"] for h in hits
+                 if "return_post_adapt" in h and "return_pre_adapt" in h]
+        if gains:
+            row["post_minus_pre"] = {"mean": statistics.fmean(gains), "values": gains, "ci95": _ci95(gains)}
         summary[str(target)] = row
     return summary
-
-
-def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(11, 5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, run in enumerate(result["runs"]):
-        evals = run["evals"]
-        if not evals:
-            continue
-        c = colors[i % len(colors)]
-        xs = [e["env_steps"] for e in evals]
-        ax.plot(xs, [e.get("return_post_adapt") for e in evals], "-o", color=c, ms=4,
-                label=f"seed {run['seed']}: after adaptation")
-        ax.plot(xs, [e.get("return_pre_adapt") for e in evals], "--", color=c, alpha=0.6,
-                label=f"seed {run['seed']}: before adaptation")
-    by_step: dict[int, list[float]] = {}
-    for run in result["runs"]:
-        for e in run["evals"]:
-            if "return_post_adapt" in e:
-                by_step.setdefault(e["env_steps"], []).append(e["return_post_adapt"])
-    mean = sorted((x, statistics.fmean(v)) for x, v in by_step.items() if len(v) > 1)
-    if mean:
-        ax.plot(*zip(*mean, strict=True), "-", color="black", lw=2.5, alpha=0.6,
-                label="mean over seeds, after adaptation")
-    ref = REFERENCE.get(result["config"])
-    if ref:
-        xs, ys = zip(*ref["points"], strict=True)
-        reach = max((r["env_steps_reached"] for r in result["runs"]), default=0)
-        keep = [(x, y) for x, y in zip(xs, ys, strict=True) if x <= max(reach, 50_000)]
-        ax.plot(*zip(*keep, strict=True), "k:s", ms=5, label=ref["label"])
-    for (name, value), style in zip((result.get("baselines") or {}).items(), ("-.", "--", ":"), strict=False):
-        ax.axhline(value, color="black", ls=style, lw=1, alpha=0.7, label=f"{name}: {value:.1f}")
-    for target in result["targets"]:
-        ax.axvline(target, color="grey", lw=0.8, alpha=0.4)
-    ax.set_xlabel("env steps (meta-training)")
-    ax.set_ylabel("eval return (mean over eval tasks)")
-    ax.set_title(f"Learning: {result['config']}.yaml, {len(result['runs'])} seed(s)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves stay visible
-    # The runs' code, which may be older than the code that gathered their logs.
-    commits = sorted({f"{r.get('commit_short', '?')}{'+dirty' if r.get('dirty') else ''}" for r in result["runs"]})
-    caption = f"runs at metarl {', '.join(commits)}; gathered by {stamp(result)}"
-    fig.text(0.99, 0.01, caption, ha="right", va="bottom", fontsize=7, color="grey")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def copy_run_plots(runs: list[dict[str, Any]], out: Path) -> None:
-    """The first seed's own plots (``python -m metarl plot``: returns, lambda / beta / ESS, losses)
-    next to the JSON, for BENCHMARKS.md. A resumed run's last part stands for it."""
-    from metarl.plot import plot_run
-
-    for run in runs:
-        if run["metrics_csv"]:
-            folder = run.get("run_folder", f"seed{run['seed']}")  # seedK, or seeds0-1-2 (one process)
-            label = f"{out.stem.removeprefix('learning_')} {folder.replace('seed', 'seed ', 1)}"
-            for png in plot_run(Path(run["metrics_csv"][-1]), label):
-                shutil.copyfile(png, out.with_name(f"{out.stem}_{folder}_{png.name}"))
-            return
 
 
 def main() -> None:
@@ -292,6 +242,9 @@ def main() -> None:
     for target, row in result["summary"].items():
         post = row.get("return_post_adapt")
         text = f"{post['mean']:.1f} ± {post['std']:.1f} (n={row['n_seeds']})" if post else "no eval reached"
+        gain = row.get("post_minus_pre")
+        if gain and gain["ci95"]:
+            text += f"; after − before {gain['mean']:+.2f}, 95% CI [{gain['ci95'][0]:+.2f}, {gain['ci95'][1]:+.2f}]"
         print(f"{config} @ {target} env steps: return after adaptation {text}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
 

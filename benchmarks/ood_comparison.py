@@ -192,6 +192,9 @@ def summarize(tests: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
                 "return_pre_adapt": t_interval([v for r in by_seed.values() for v in r["tasks_pre"].values()]),
                 # The pairs share each seed's checkpoint: the interval over seed means is the wider, honest one.
                 "post_adapt_over_seeds": t_interval([statistics.fmean(r["tasks"].values()) for r in by_seed.values()]),
+                # What adaptation buys, paired per (seed, task): the same checkpoint and task both ways.
+                "post_minus_pre": t_interval([r["tasks"][t] - r["tasks_pre"][t] for r in by_seed.values()
+                                              for t in r["tasks"] if t in r["tasks_pre"]]),
                 "seeds": sorted(by_seed), "env_steps": sorted({r["env_steps"] for r in by_seed.values()}),
                 "wall_s": round(sum(r["wall_s"] for r in by_seed.values()), 1)}
     a, b = PAIRED
@@ -215,8 +218,8 @@ def _cell(s: dict[str, float] | None, sign: str = "") -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     """The comparison as a markdown table, for BENCHMARKS.md."""
-    lines = ["| method | config | env steps | in distribution: after | before | out of distribution: after | before |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| method | config | env steps | in distribution: after | before | after − before | "
+             "out of distribution: after | before | after − before |", "|---|---|---|---|---|---|---|---|---|"]
     rows = result["summary"]["rows"]
     for label, key, _ in ROWS:
         if label not in rows:
@@ -224,7 +227,8 @@ def markdown(result: dict[str, Any]) -> str:
         cells = []
         for split in SPLITS:
             row = rows[label].get(split)
-            cells += [_cell(row and row["return_post_adapt"]), _cell(row and row["return_pre_adapt"])]
+            cells += [_cell(row and row["return_post_adapt"]), _cell(row and row["return_pre_adapt"]),
+                      _cell(row and row["post_minus_pre"], "+")]
         steps = sorted({s for row in rows[label].values() for s in row["env_steps"]})
         seeds = max(len(row["seeds"]) for row in rows[label].values())
         n = max(row["return_post_adapt"]["n"] for row in rows[label].values())
@@ -232,7 +236,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {label} | `{CONFIGS[key]}` | {runs} | {' | '.join(cells)} |")
     fixed = result.get("baselines") or {}
     for name in fixed.get("ood", {}):
-        cells = [f"{fixed[split][name]:.2f} | —" for split in SPLITS]
+        cells = [f"{fixed[split][name]:.2f} | — | —" for split in SPLITS]
         lines.append(f"| *{name}* | computed | — | {' | '.join(cells)} |")
     a, b = PAIRED
     for split, diff in result["summary"][f"{a} - {b}"].items():
@@ -242,8 +246,8 @@ def markdown(result: dict[str, Any]) -> str:
                      f"per (seed, task): **{_cell(d, '+')}** (n = {d['n']}); over the seeds' means "
                      f"{_cell(s, '+')} (n = {s['n']}).")
     lines.append("\nMean over (seed, task) pairs with a 95% Student-t interval; \"before\" is each method's "
-                 "`return_pre_adapt`. Rows in italics: fixed policies on the same eval tasks, computed "
-                 "(benchmarks/baselines.py), for scale.")
+                 "`return_pre_adapt`, \"after − before\" their difference paired per (seed, task). Rows in "
+                 "italics: fixed policies on the same eval tasks, computed (benchmarks/baselines.py), for scale.")
     return "\n".join(lines) + "\n"
 
 

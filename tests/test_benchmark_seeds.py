@@ -107,6 +107,9 @@ def test_learning_reads_each_seed_of_a_one_process_run_from_its_metrics_csv(tmp_
     assert runs[0]["at"]["600"] == {"env_steps": 600, "return_pre_adapt": -5.0, "return_post_adapt": -1.0}
     row = summarize(runs, [600])["600"]
     assert row["n_seeds"] == 2 and row["return_post_adapt"]["values"] == [-1.0, -2.0]
+    # 95% t-interval over 2 seeds: mean -1.5, half-width t(0.975, 1) * 0.7071 / sqrt(2) = 12.706 * 0.5
+    assert row["return_post_adapt"]["ci95"] == pytest.approx([-1.5 - 6.353, -1.5 + 6.353], abs=1e-3)
+    assert row["post_minus_pre"]["values"] == [4.0, 4.0] and row["post_minus_pre"]["ci95"] == [4.0, 4.0]
     # The seeds' own keys, never the mean over them under the plain names:
     assert gather_run(run_dir, [600], 0)["at"]["600"]["return_post_adapt"] == -1.5
     multi = fit_command("point_robot", [0, 1], 600, ["--config", "debug.yaml"], run_dir / "last.ckpt")

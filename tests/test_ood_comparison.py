@@ -35,9 +35,13 @@ def test_the_paired_difference_is_per_seed_and_task() -> None:
     wr = summary["rows"]["MIER-wR"]
     assert wr["ood"]["return_post_adapt"]["mean"] == pytest.approx(-10.5) and wr["ood"]["seeds"] == ["seed0", "seed1"]
     assert wr["in"]["return_pre_adapt"]["mean"] == pytest.approx(-9.0) and wr["in"]["return_pre_adapt"]["n"] == 2
+    # Adaptation's gain, paired per (seed, task): post - pre = 5, 3, 3, 7 out of distribution.
+    assert wr["ood"]["post_minus_pre"]["mean"] == pytest.approx(4.5) and wr["ood"]["post_minus_pre"]["n"] == 4
+    assert wr["in"]["post_minus_pre"]["mean"] == pytest.approx(2.5)
     table = markdown({"summary": summary})
-    assert "| MIER | `mier_point_robot_ood` | 600 (2 seeds, n = 4) | — | — | -9.6" in table  # no in-dist test
+    assert "| MIER | `mier_point_robot_ood` | 600 (2 seeds, n = 4) | — | — | — | -9.6" in table  # no in-dist test
     assert "| MIER-wR | `mier_point_robot_ood` | 600 (2 seeds, n = 4) | -6.50 [" in table
+    assert "| -9.00 [-9.00, -9.00] | +2.50 [" in table
     assert "MIER − MIER-wR after adaptation, out of distribution, paired per (seed, task): **+0.8" in table
 
 
@@ -59,7 +63,8 @@ def test_the_fixed_policies_for_scale() -> None:
         assert fixed[split]["oracle (knows the goal)"] > max(fixed[split]["no action"], fixed[split][blind])
     assert fixed["ood"][blind] < fixed["ood"]["no action"] and fixed["in"][blind] > fixed["in"]["no action"]
     table = markdown({"summary": {"rows": {}, "MIER - MIER-wR": {}}, "baselines": fixed})
-    assert f"| *{blind}* | computed | — | {fixed['in'][blind]:.2f} | — | {fixed['ood'][blind]:.2f} | — |" in table
+    cells = f"{fixed['in'][blind]:.2f} | — | — | {fixed['ood'][blind]:.2f} | — | — |"
+    assert f"| *{blind}* | computed | — | {cells}" in table
 
 
 
