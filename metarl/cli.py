@@ -12,6 +12,7 @@ from argparse import ArgumentError
 from datetime import timedelta
 from typing import Any
 
+from jsonargparse import set_parsing_settings
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
@@ -79,6 +80,9 @@ class MetaRLCLI(LightningCLI):
         # abbreviated options: --trainer.max_epoch is a typo to report, not max_epochs.
         kwargs.setdefault("exit_on_error", False)
         kwargs.setdefault("allow_abbrev", False)
+        # `${trainer.default_root_dir}` (every config's logger save_dir) then resolves under fit and test alike,
+        # after the command line: --trainer.default_root_dir moves a run's logs and checkpoints with it.
+        set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
         return super().init_parser(**kwargs)
 
     def add_arguments_to_parser(self, parser: Any) -> None:

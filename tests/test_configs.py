@@ -44,6 +44,15 @@ def test_the_design_lists_every_family_config() -> None:
     assert known == set(EXPERIMENTS), "a shipped config of no known method"
 
 
+def test_every_configs_loggers_write_under_its_default_root_dir() -> None:
+    """So ``--trainer.default_root_dir`` moves a run's logs and checkpoints (tests/test_run_folders.py runs it)."""
+    for name in [*EXPERIMENTS, "debug.yaml"]:
+        trainer = yaml.safe_load((CONFIGS / name).read_text())["trainer"]
+        assert trainer["default_root_dir"].startswith("runs/"), name
+        dirs = [logger["init_args"]["save_dir"] for logger in trainer["logger"]]
+        assert dirs and set(dirs) == {"${trainer.default_root_dir}"}, (name, dirs)
+
+
 @pytest.mark.parametrize("name", MQL)
 def test_config_instantiates(name: str) -> None:
     cli = cli_model("--config", name)

@@ -18,7 +18,7 @@ from typing import ClassVar
 import pytest
 import pytorch_lightning as pl
 
-from tests.resume_support import COMPARED, TINY, cli_env, fit, load, metrics, run_cli, straight_run  # noqa: F401
+from tests.resume_support import COMPARED, TINY, cli_env, fit, load, metrics, run_cli, run_main, straight_run  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,6 +47,19 @@ def other_run(straight_run: Path, tmp_path: Path) -> Path:  # noqa: F811
     shutil.copytree(straight_run / "ckpt", folder / "ckpt")
     shutil.copytree(straight_run / "csv", folder / "csv")
     return folder
+
+
+def test_default_root_dir_moves_the_runs_logs_and_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    scratch = tmp_path / "scratch"
+    run_main([*TINY, "--model.init_args.total_env_steps=200", f"--trainer.default_root_dir={scratch}"])
+    run = scratch / "csv" / "version_0"
+    assert (run / "metrics.csv").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "runs").exists()  # the config's runs/debug is not used
+    # The printed resume command (--ckpt_path last with the same root) continues the same run.
+    run_main([*TINY, f"--trainer.default_root_dir={scratch}", "--ckpt_path", "last"])
+    assert load(run / "checkpoints" / "last.ckpt")["metarl"]["counters"]["env_steps"] == 400
+    assert not (scratch / "csv" / "version_1").exists() and not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("where", ["checkpoint-folder", "log-folder"])
