@@ -23,7 +23,7 @@ shared machine):
     # MQL: the config's 20k (3 seeds in parallel: 13 min)
     python benchmarks/learning.py --config point_robot_ood --seeds 0 1 2 --env-steps 20000 --parallel 3 \\
         --runs-dir $RUNS
-    # PEARL: 50k with BENCHMARKS.md's CPU-sized nets and batches (3 in parallel: 39-41 min)
+    # PEARL: 50k with BENCHMARKS.md's CPU-sized nets and batches (about 16 min per seed beside 2-3 other processes)
     python benchmarks/learning.py --config pearl_point_robot_ood --seeds 0 1 2 --env-steps 50000 --parallel 3 \\
         --runs-dir $RUNS -- --model.init_args.meta_batch=8 --model.init_args.batch_size=128 \\
         --model.init_args.updates_per_iter=400 '--model.init_args.actor.init_args.hidden_sizes=[128,128,128]' \\
@@ -35,7 +35,7 @@ shared machine):
     python benchmarks/learning.py --config rl2_point_robot_ood --seeds 0 1 2 --env-steps 3840000 --runs-dir $RUNS
     # MAML-PG: 1.6M, flat from 1M on the point robot (one after another: 19-26 min each)
     python benchmarks/learning.py --config maml_point_robot_ood --seeds 0 1 2 --env-steps 1600000 --runs-dir $RUNS
-    # GrBAL: the config's 50k (one seed of the point robot: 70 min)
+    # GrBAL: the config's 50k (39-45 min per seed beside 1-3 other processes)
     python benchmarks/learning.py --config maml_model_point_robot_ood --seeds 0 1 2 --env-steps 50000 \\
         --runs-dir $RUNS
     python benchmarks/ood_comparison.py --runs-dir $RUNS --out benchmarks/results/ood_comparison.json
