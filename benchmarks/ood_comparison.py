@@ -35,7 +35,7 @@ shared machine):
     python benchmarks/learning.py --config rl2_point_robot_ood --seeds 0 1 2 --env-steps 3840000 --runs-dir $RUNS
     # MAML-PG: 1.6M, flat from 1M on the point robot (one after another: 19-26 min each)
     python benchmarks/learning.py --config maml_point_robot_ood --seeds 0 1 2 --env-steps 1600000 --runs-dir $RUNS
-    # GrBAL: the config's 50k (39-45 min per seed beside 1-3 other processes)
+    # GrBAL: the config's 50k (40-51 min per seed beside 1-3 other processes)
     python benchmarks/learning.py --config maml_model_point_robot_ood --seeds 0 1 2 --env-steps 50000 \\
         --runs-dir $RUNS
     python benchmarks/ood_comparison.py --runs-dir $RUNS --out benchmarks/results/ood_comparison.json
