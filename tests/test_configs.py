@@ -233,7 +233,9 @@ def test_maml_model_config_instantiates_with_its_values_and_under_the_debug_over
     raw = yaml.safe_load((CONFIGS / name).read_text())["model"]["init_args"]
     assert model.method_name == "maml_model" and model.family.name == raw["family"]
     net = raw["model"]["init_args"]
-    assert model.model.reward_head and [m.out_features for m in model.model.net[:-1] if hasattr(m, "out_features")] \
+    # A reward head exactly where the family's reward depends on its task (GrBAL's planner needs a reward).
+    assert model.model.reward_head == net["reward_head"] == (model.family.reward_fn is None)
+    assert [m.out_features for m in model.model.net[:-1] if hasattr(m, "out_features")] \
         == net["hidden_sizes"]
     assert (model.model.lr, model.model.inner_lr) == (net["lr"], net["inner_lr"])
     c = model.cfg

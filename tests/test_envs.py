@@ -15,6 +15,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 from metarl.envs import FAMILY_NAMES, Task, TaskFamily, make_task_family
@@ -36,9 +37,11 @@ EXPECTED = {
     "cheetah-negated-joints": (20, 6, 10, 10, 200),
     "ant-negated-joints": (27, 8, 35, 15, 200),
     "point-robot-ood": (2, 2, 80, 20, 20),
+    "point-robot-rotated": (2, 2, 80, 20, 20),
 }
 # Families whose tasks change only the reward (goal, velocity, direction), not the dynamics.
-REWARD_ONLY = [n for n in FAMILY_NAMES if n not in ("walker-params", "cheetah-negated-joints", "ant-negated-joints")]
+DYNAMICS_ONLY = ("walker-params", "cheetah-negated-joints", "ant-negated-joints", "point-robot-rotated")
+REWARD_ONLY = [n for n in FAMILY_NAMES if n not in DYNAMICS_ONLY]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,7 @@ def task_lists(fam: TaskFamily) -> str:
 
 def test_names_match_the_interface() -> None:
     assert set(FAMILY_NAMES) == set(EXPECTED)
-    assert len(FAMILY_NAMES) == 14
+    assert len(FAMILY_NAMES) == 15
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
@@ -343,6 +346,27 @@ def test_negated_joints_switch_changes_the_actuation_only(families: dict[str, Ta
         np.testing.assert_array_equal(env.unwrapped.data.ctrl, np.array(task.params["mask"]) * action)
     after = model_arrays(env.unwrapped.model)
     assert all(np.array_equal(v, after[k]) for k, v in before.items())
+
+
+def test_rotated_point_robot_rotates_the_action_and_its_known_reward_is_the_envs(
+        families: dict[str, TaskFamily]) -> None:
+    fam = families["point-robot-rotated"]
+    assert [n for n in FAMILY_NAMES if make_task_family(n).reward_fn is not None] == ["point-robot-rotated"]
+    angles = [t.params["angle"] for t in fam.train_tasks + fam.eval_tasks]
+    assert all(0.0 <= a < 2 * math.pi for a in angles) and len(set(angles)) == len(angles)
+    env = fam.make_env(fam.eval_tasks[0])
+    for angle in (0.0, math.pi / 2, 3.0):
+        env.unwrapped.set_task(Task(0, "eval", {"angle": angle}))
+        start, _ = env.reset(seed=1)
+        obs, reward, *_ = env.step(np.array([1.0, 0.5]))
+        np.testing.assert_allclose(obs - start, 0.1 * np.array([math.cos(angle) - 0.5 * math.sin(angle),
+                                                                 math.sin(angle) + 0.5 * math.cos(angle)]))
+        assert reward == pytest.approx(-np.linalg.norm(obs))  # the goal is the origin for every task
+    obs_a, rew_a = rollout(env, 3, 15)
+    known = fam.reward_fn(torch.as_tensor(obs_a[:-1]), None, torch.as_tensor(obs_a[1:]))
+    np.testing.assert_allclose(known.numpy(), rew_a, rtol=1e-12)
+    with pytest.raises(ValueError, match="angle"):
+        env.unwrapped.set_task(Task(0, "eval", {"angle": 7.0}))
 
 
 def test_walker_model_sizes_match_the_reference_draws(families: dict[str, TaskFamily]) -> None:

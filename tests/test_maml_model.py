@@ -182,6 +182,29 @@ def test_one_iteration_collects_with_online_adaptation_normalises_and_takes_meta
     assert {"model/loss_pre", "model/loss_post", "train/return", "time/updates_per_s"} <= out.keys()
 
 
+def test_with_a_known_reward_the_model_predicts_the_dynamics_only_and_the_planner_scores_with_the_reward() -> None:
+    from metarl.algorithms.mpc import known_reward, random_shooting
+
+    m = cli_model("--config", "maml_model_point_robot_rotated.yaml", "--config", "debug.yaml").model
+    assert not m.model.reward_head and m.model.net[-1].out_features == 2  # Δs only: GrBAL's setting
+    adapter = m.eval_policy.adapter
+    assert adapter.reward_fn is m.family.reward_fn is not None
+    m.collect(200, "random")
+    m.env_steps = 200  # past the random first iteration
+    opt = m.configure_optimizers()
+    m.optimizers = lambda: opt  # outside a Trainer
+    out = m.meta_train_iteration()
+    assert m.model.target_std.shape == (2,) and out["model/loss_post"] < float("inf")
+    obs, cfg = torch.tensor([0.5, -0.3]), m.mpc
+    got = adapter.plan(obs, None, torch.Generator().manual_seed(0))
+    step = known_reward(lambda o, a: m.model.step(o, a)[0], m.family.reward_fn)
+    want = random_shooting(step, obs, 2, torch.Generator().manual_seed(0), cfg.horizon, cfg.n_candidates, -1.0, 1.0,
+                           cfg.discount)
+    torch.testing.assert_close(got, want)
+    result = m.evaluate_task(0)
+    assert all(v == v for v in result.metrics.values())  # the online losses are defined without a reward
+
+
 # ----------------------------------------------------------------------------- through the CLI
 def _error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     with pytest.raises(SystemExit) as stop:
@@ -195,7 +218,8 @@ def _error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 def test_bad_input_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["fit", "--config", "maml_model_point_robot.yaml", "--config", "debug.yaml", "--trainer.logger=false",
             f"--checkpoint.dirpath={tmp_path / 'bad'}"]
-    assert "reward_head must be true" in _error(capsys, *base, "--model.init_args.model.init_args.reward_head=false")
+    assert "reward_head: false needs a family whose reward the planner knows" in _error(
+        capsys, *base, "--model.init_args.model.init_args.reward_head=false")
     assert "maml.past_steps must be an int >= 1, got 0" in _error(capsys, *base, "--model.init_args.maml.past_steps=0")
     assert "mpc.planner must be one of random_shooting, cem, got 'mppi'" in _error(
         capsys, *base, "--model.init_args.mpc.planner=mppi")

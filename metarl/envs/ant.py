@@ -15,6 +15,7 @@ import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
 from metarl.envs.base import (
+    TWO_PI,
     FamilySpec,
     Params,
     Task,
@@ -32,7 +33,6 @@ LOCOMOTION_OBS_DIM = 27  # qpos[2:] (13) + qvel (14): gym's ant obs without cont
 GOAL_OBS_DIM = 113  # qpos (15, x and y included) + qvel (14) + clip(cfrc_ext) of all 14 bodies (84)
 CONTACT_COST = 0.5e-3
 GOAL_RADIUS = 3.0
-TWO_PI = 2.0 * math.pi
 
 
 class AntBase(MujocoTaskEnv, AntEnv):

@@ -23,15 +23,18 @@ if TYPE_CHECKING:
 FAMILY_NAMES: tuple[str, ...] = (
     "ant-fb", "ant-goal", "cheetah-fb", "cheetah-vel", "humanoid-dir", "walker-params",
     "point-robot", "sparse-point-robot", "cheetah-vel-medium", "cheetah-vel-hard", "ant-dir-ood",
-    "cheetah-negated-joints", "ant-negated-joints", "point-robot-ood",
+    "cheetah-negated-joints", "ant-negated-joints", "point-robot-ood", "point-robot-rotated",
 )
 _MODULE_OF: dict[str, str] = {
     "ant-fb": "ant", "ant-goal": "ant", "cheetah-fb": "cheetah", "cheetah-vel": "cheetah",
     "humanoid-dir": "humanoid", "walker-params": "walker", "point-robot": "point",
     "sparse-point-robot": "point", "cheetah-vel-medium": "ood", "cheetah-vel-hard": "ood",
     "ant-dir-ood": "ood", "cheetah-negated-joints": "ood", "ant-negated-joints": "ood",
-    "point-robot-ood": "point",  # no MuJoCo: it lives with the point robots, not in ood.py
+    # metarl's own: no MuJoCo, so they live with the point robots (point-robot-ood is not in ood.py)
+    "point-robot-ood": "point", "point-robot-rotated": "point",
 }
+
+TWO_PI = 2.0 * math.pi  # the direction and angle families' range [0, 2 pi]
 
 Params = Mapping[str, Any]
 ParamCheck = Callable[[Params], dict[str, Any]]
@@ -164,6 +167,9 @@ class FamilySpec:
     obs_dim: Callable[[Mapping[str, Any]], int]
     act_dim: int
     reference: str
+    # r(s, a, s') on tensors when no task parameter enters the reward (only the dynamics vary): what
+    # GrBAL's planner takes (``env.reward``). None: the reward depends on the task.
+    reward_fn: Callable[[Any, Any, Any], Any] | None = None
 
 
 def family_spec(name: str) -> FamilySpec:
@@ -186,6 +192,7 @@ class TaskFamily:
         self.max_episode_steps: int = int(self.options["max_episode_steps"])
         self.obs_dim: int = spec.obs_dim(self.options)
         self.act_dim: int = spec.act_dim
+        self.reward_fn = spec.reward_fn
         train, evals = spec.sample(self.options)
         self.train_tasks: list[Task] = [Task(i, "train", p, name) for i, p in enumerate(train)]
         self.eval_tasks: list[Task] = [Task(i, "eval", p, name) for i, p in enumerate(evals)]

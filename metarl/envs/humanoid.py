@@ -15,6 +15,7 @@ import numpy as np
 from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
 
 from metarl.envs.base import (
+    TWO_PI,
     FamilySpec,
     Option,
     Params,
@@ -30,7 +31,6 @@ from metarl.envs.base import (
 from metarl.envs.mujoco_base import MujocoTaskEnv, obs_box
 
 OBS_DIMS = {"reference": 376, "v5": 348}
-TWO_PI = 2.0 * math.pi
 
 
 class HumanoidDirEnv(MujocoTaskEnv, HumanoidEnv):

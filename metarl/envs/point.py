@@ -1,6 +1,8 @@
 """The 2-D point robots of PEARL ``point_robot.py``: point-robot (dense reward, goals in [-1, 1]^2)
-and sparse-point-robot (goals on the unit semicircle, reward only within 0.2 of the goal); and
-point-robot-ood, metarl's out-of-distribution split of point-robot (eval goals beyond the train ones).
+and sparse-point-robot (goals on the unit semicircle, reward only within 0.2 of the goal); and metarl's
+own: point-robot-ood, an out-of-distribution split of point-robot (eval goals beyond the train ones),
+and point-robot-rotated, where the task is in the dynamics (the action is rotated by the task's angle)
+and the reward is the same for every task (GrBAL's setting: the planner knows the reward).
 
 PEARL meta-trains sparse-point-robot's policy on the dense reward and evaluates (and builds the
 context) on the sparse one: ``evaluation=True`` makes the sparse reward the reward; ``info`` always
@@ -18,12 +20,14 @@ from gymnasium import spaces
 from gymnasium.utils import EzPickle
 
 from metarl.envs.base import (
+    TWO_PI,
     FamilySpec,
     Option,
     Params,
     Task,
     TaskEnvMixin,
     check_keys,
+    check_real,
     check_vector,
     horizon_option,
     one_of,
@@ -55,6 +59,9 @@ class PointEnv(TaskEnvMixin, EzPickle, gym.Env):
     def _apply_task(self, params: dict[str, Any]) -> None:
         self._goal = params["goal"]
 
+    def _displacement(self, action: np.ndarray) -> np.ndarray:
+        return action * MAX_STEP
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed, options=options)
         # Dense: a uniform start in the unit square; sparse: always the origin.
@@ -65,7 +72,7 @@ class PointEnv(TaskEnvMixin, EzPickle, gym.Env):
         a = np.asarray(action, dtype=np.float64)
         if a.shape != (2,):
             raise ValueError(f"{self.family_name}: action must have shape (2,), got {a.shape}")
-        self._state = self._state + np.clip(a, -1.0, 1.0) * MAX_STEP
+        self._state = self._state + self._displacement(np.clip(a, -1.0, 1.0))
         dx, dy = self._state - self._goal
         dense = -math.sqrt(dx * dx + dy * dy)
         if not self.sparse:
@@ -74,6 +81,24 @@ class PointEnv(TaskEnvMixin, EzPickle, gym.Env):
         sparse = dense + 1.0 if dense >= -GOAL_RADIUS else 0.0
         info = {"dense_reward": dense, "sparse_reward": sparse}
         return self._state.copy(), sparse if self.evaluation else dense, False, False, info
+
+
+class RotatedPointEnv(PointEnv):
+    """point-robot-rotated: p <- p + R(angle) a; r = -|p|_2 (the goal is the origin for every task)."""
+
+    def _apply_task(self, params: dict[str, Any]) -> None:
+        c, s = math.cos(params["angle"]), math.sin(params["angle"])
+        self._rotation = np.array([[c, -s], [s, c]])
+
+    def _displacement(self, action: np.ndarray) -> np.ndarray:
+        # The clipped action is rotated: every task moves the same distance for the same action.
+        return self._rotation @ action * MAX_STEP
+
+
+def distance_reward(obs: Any, action: Any, next_obs: Any) -> Any:
+    """point-robot-rotated's reward r(s, a, s') = -|s'|_2 on tensors ``[..., 2]`` -> ``[...]``: the
+    same for every task, so a planner can use it (GrBAL's ``env.reward(obs, act, next_obs)``)."""
+    return -next_obs.norm(dim=-1)
 
 
 def check_goal(params: Params) -> dict[str, Any]:
@@ -117,6 +142,19 @@ def sample_ood_halves(options: dict[str, Any]) -> tuple[list[dict[str, Any]], li
     return train, goals(options["n_eval_tasks"], OOD_EVAL_X if options["eval_split"] == "ood" else OOD_TRAIN_X)
 
 
+def check_rotation(params: Params) -> dict[str, Any]:
+    check_keys(params, ("angle",))
+    return {"angle": check_real(params, "angle", 0.0, TWO_PI)}
+
+
+def sample_angles(options: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    # One seeded stream, train angles first, then eval angles, all uniform on the circle.
+    rng = np.random.RandomState(options["seed"])
+    angles = rng.uniform(0.0, TWO_PI, size=options["n_train_tasks"] + options["n_eval_tasks"])
+    tasks = [{"angle": float(a)} for a in angles]
+    return tasks[: options["n_train_tasks"]], tasks[options["n_train_tasks"]:]
+
+
 def _options() -> dict[str, Any]:
     return {**split_options(80, 20), "seed": seed_option(1337, "PEARL's fixed np.random.seed"), **horizon_option(20)}
 
@@ -140,5 +178,13 @@ FAMILIES = {
         sample=sample_ood_halves, env_class=PointEnv, check=check_goal, obs_dim=lambda _: 2, act_dim=2,
         reference="metarl's own OOD split of PEARL's point-robot (methods-reference §8.4): train goals x in "
                   "[-1, 0], eval goals x in [0.5, 1]",
+    ),    "point-robot-rotated": FamilySpec(
+        name="point-robot-rotated",
+        options={**_options(), "seed": seed_option(1337, "as the point robots")},
+        sample=sample_angles, env_class=RotatedPointEnv, check=check_rotation, obs_dim=lambda _: 2, act_dim=2,
+        reference="metarl's dynamics-varying point robot for GrBAL (methods-reference §6.4: a dynamics-varying "
+                  "family with the known reward): PEARL's point robot with the goal at the origin and the "
+                  "action rotated by the task's angle, uniform on [0, 2 pi)",
+        reward_fn=distance_reward,
     ),
 }

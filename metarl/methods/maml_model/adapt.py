@@ -16,15 +16,15 @@ adaptation the same planner acts with f_θ (``eval/return_pre_adapt``).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
 
-from metarl.algorithms.mpc import cem, random_shooting
+from metarl.algorithms.mpc import ModelStep, cem, known_reward, random_shooting
 from metarl.data.history import window_transitions
 from metarl.methods.maml_model.settings import MPCSettings
-from metarl.methods.maml_model.update import Transitions, adapted_params
+from metarl.methods.maml_model.update import Transitions, adapted_params, reward_target
 from metarl.nets import DeltaDynamicsModel
 from metarl.training.module import AdaptModule
 
@@ -32,11 +32,17 @@ ACTION_LOW, ACTION_HIGH = -1.0, 1.0  # every metarl family acts in [-1, 1]
 
 
 class MAMLModelAdapt(AdaptModule):
-    """Online adaptation and planning with a meta-trained model, held read-only."""
+    """Online adaptation and planning with a meta-trained model, held read-only. The planner scores a
+    sequence with ``reward_fn`` r(s, a, s') (GrBAL: the env's known reward), or, with None, with the
+    model's reward head."""
 
-    def __init__(self, model: DeltaDynamicsModel, act_dim: int, past_steps: int, mpc: MPCSettings) -> None:
+    def __init__(self, model: DeltaDynamicsModel, act_dim: int, past_steps: int, mpc: MPCSettings,
+                 reward_fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None) -> None:
         super().__init__()
+        if (reward_fn is None) != model.reward_head:
+            raise ValueError("MAMLModelAdapt: give a reward_fn exactly when the model has no reward head")
         self.model, self.act_dim, self.past_steps, self.mpc = model, act_dim, past_steps, mpc
+        self.reward_fn = reward_fn
 
     @property
     def device(self) -> torch.device:  # type: ignore[override]
@@ -51,10 +57,14 @@ class MAMLModelAdapt(AdaptModule):
         """The MPC action ``[A]`` at ``obs`` ``[O]`` with the model under ``params`` (None: θ)."""
         cfg = self.mpc
 
-        def step(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+        def model_step(o: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
             next_obs, reward = self.model.step(o, a, params)
-            assert reward is not None  # the meta-train module requires the reward head
+            assert reward is not None  # the reward head (checked at construction)
             return next_obs, reward
+
+        step: ModelStep = model_step
+        if self.reward_fn is not None:
+            step = known_reward(lambda o, a: self.model.step(o, a, params)[0], self.reward_fn)
 
         obs = obs.to(self.device)
         if cfg.planner == "cem":
@@ -82,6 +92,7 @@ class MAMLModelAdapt(AdaptModule):
             for t in range(1, n):
                 params = self.adapt(Transitions(*(x[max(0, t - self.past_steps): t] for x in episode)))
                 f = Transitions(*(x[t: t + future_steps] for x in episode))
-                pre.append(float(self.model.loss(f.obs, f.action, f.next_obs, f.reward)))
-                post.append(float(self.model.loss(f.obs, f.action, f.next_obs, f.reward, params=params)))
+                pre.append(float(self.model.loss(f.obs, f.action, f.next_obs, reward_target(self.model, f))))
+                post.append(float(self.model.loss(f.obs, f.action, f.next_obs, reward_target(self.model, f),
+                                                  params=params)))
         return (statistics.fmean(pre), statistics.fmean(post)) if pre else (float("nan"), float("nan"))

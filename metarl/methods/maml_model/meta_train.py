@@ -41,7 +41,9 @@ class MAMLModelMetaTrain(MetaTrainModule):
     """Args:
     family, family_overrides, total_env_steps, eval, seed: as every method (MetaTrainModule).
     model: factory of the DeltaDynamicsModel ``(obs_dim, act_dim)``; its config holds the sizes, the
-        outer lr and the inner step size α, and must set ``reward_head: true``.
+        outer lr and the inner step size α, and whether it predicts the reward (``reward_head``). Without
+        a reward head the planner uses the family's known reward (GrBAL's setting: the families whose
+        tasks vary the dynamics only, such as point-robot-rotated); with one, the model's.
     maml: the segments (M past, K future), the meta-batch, meta-steps per iteration, first order.
     collect: random first iteration, steps per iteration, online adaptation while collecting.
     mpc: the planner.
@@ -71,9 +73,10 @@ class MAMLModelMetaTrain(MetaTrainModule):
         obs_dim, act_dim = self.family.obs_dim, self.family.act_dim
         torch.manual_seed(seed)  # the model's initial weights
         self.model = model(obs_dim, act_dim)
-        if not self.model.reward_head:
-            raise ValueError("model.init_args.reward_head must be true: metarl's task families give the planner no "
-                             "analytic reward, so the model predicts it (methods-reference §6.4)")
+        if not self.model.reward_head and self.family.reward_fn is None:
+            raise ValueError(f"model.init_args.reward_head: false needs a family whose reward the planner knows "
+                             f"(point-robot-rotated); {self.family.name}'s reward depends on its task, so set "
+                             f"reward_head: true (methods-reference §6.4)")
         n_train = len(self.family.train_tasks)
         capacity = max(collect.replay_size // n_train, self.family.max_episode_steps)
         self.replay = TrajectoryReplay(n_train, capacity, obs_dim, act_dim, history_len=0)
@@ -83,7 +86,8 @@ class MAMLModelMetaTrain(MetaTrainModule):
 
     def adapter(self) -> MAMLModelAdapt:
         """Online adaptation with the meta-trained model (it adapts functionally: θ never changes)."""
-        return MAMLModelAdapt(self.model, self.family.act_dim, self.cfg.past_steps, self.mpc)
+        reward_fn = None if self.model.reward_head else self.family.reward_fn
+        return MAMLModelAdapt(self.model, self.family.act_dim, self.cfg.past_steps, self.mpc, reward_fn)
 
     # ----------------------------------------------------------------------------- data
     def make_rollouts(self, evaluation: bool) -> Rollouts:

@@ -6,8 +6,9 @@ learning_to_adapt ``meta_mlp_dynamics.py``), on ``metarl.algorithms.maml``:
     θ ← Adam step on (1/N) Σ_j L(θ'_j(θ); future_j)                       (Algorithm 1, the outer step)
 
 for N segments j of M past + K future consecutive transitions of one episode. L is −(1/K) Σ log p̂θ'
-of §4.1 for a Gaussian of fixed variance, up to constants (learning_to_adapt's MSE). The reward is one
-more normalised output (the reward head): metarl's families give the planner no analytic reward.
+of §4.1 for a Gaussian of fixed variance, up to constants (learning_to_adapt's MSE). With a reward
+head the reward is one more normalised output (for families whose reward depends on the task); without
+one (GrBAL's setting, a family with a known reward) the model predicts Δs only.
 """
 
 from __future__ import annotations
@@ -46,13 +47,18 @@ def transitions(data: TensorDictBase) -> Transitions:
     return Transitions(data[keys.OBS], data[keys.ACTION], data[keys.REWARD], data[keys.NEXT_OBS])
 
 
+def reward_target(model: DeltaDynamicsModel, batch: Transitions) -> Tensor | None:
+    """The reward as a model target: only with a reward head (else the planner knows the reward)."""
+    return batch.reward if model.reward_head else None
+
+
 def model_loss_fn(model: DeltaDynamicsModel) -> Callable[[Callable[..., Any], Transitions], Tensor]:
     """GrBAL's model loss L (§4.1) as ``algorithms.maml`` takes it: ``loss(f, batch)`` with ``f`` the model
     under the parameters being differentiated; the normalisation is the model's (buffers, not trained)."""
 
     def loss(f: Callable[..., Any], batch: Transitions) -> Tensor:
         pred = f(batch.obs, batch.action, normalized=True)
-        return (pred - model.normalized_targets(batch.obs, batch.next_obs, batch.reward)).square().mean()
+        return (pred - model.normalized_targets(batch.obs, batch.next_obs, reward_target(model, batch))).square().mean()
 
     return loss
 
@@ -80,7 +86,8 @@ def meta_step(model: DeltaDynamicsModel, segments: TensorDictBase, past_steps: i
     past, future = transitions(segments[:, :past_steps]), transitions(segments[:, past_steps:])
     loss_fn = model_loss_fn(model)
     with torch.no_grad():
-        loss_pre = model.loss(future.obs, future.action, future.next_obs, future.reward)  # equal sizes: the mean
+        # Every segment has K future rows, so the mean over all of them is the mean of the means.
+        loss_pre = model.loss(future.obs, future.action, future.next_obs, reward_target(model, future))
     loss = batched_meta_loss(model, dict(model.named_parameters()), loss_fn, loss_fn, past, future, model.inner_lr,
                              first_order)
     opt.zero_grad()
@@ -93,4 +100,4 @@ def meta_step(model: DeltaDynamicsModel, segments: TensorDictBase, past_steps: i
 def fit_normalization(model: DeltaDynamicsModel, data: TensorDictBase) -> None:
     """Set the model's input and target statistics from ``data`` ``[N]`` (all stored transitions)."""
     t = transitions(data.to(model.device))
-    model.fit_normalization(t.obs, t.action, t.next_obs, t.reward)
+    model.fit_normalization(t.obs, t.action, t.next_obs, reward_target(model, t))
