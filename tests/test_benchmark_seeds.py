@@ -140,3 +140,14 @@ def test_a_run_short_of_its_budget_or_before_its_final_evaluation_is_unfinished(
     assert "is at 400 of its run's 600 env steps" in unfinished(ckpt("a.ckpt", 400))
     assert "before the run's final evaluation" in unfinished(ckpt("b.ckpt", 600, pending=True))
     assert unfinished(ckpt("c.ckpt", 600)) is None
+
+
+def test_every_learning_baseline_puts_its_oracle_above_the_task_blind_policies() -> None:
+    """benchmarks/baselines.py, read against learning curves: on the rotated point robot the oracle
+    (it knows the angle) heads straight for the origin, and standing still is what ignoring the task gives."""
+    from benchmarks.baselines import BASELINES, point_robot_rotated
+
+    rotated = point_robot_rotated(starts_per_task=3)  # every task starts from the same 3 states
+    oracle, still = rotated["oracle (knows the angle)"], rotated["no action (ignores the task)"]
+    assert still < 0 and oracle > 0.5 * still  # the oracle covers most of the distance along every episode
+    assert set(BASELINES) == {"point_robot", "maml_model_point_robot_rotated"}
