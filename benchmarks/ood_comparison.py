@@ -31,7 +31,7 @@ shared machine):
         '--model.init_args.value.init_args.hidden_sizes=[128,128,128]'
     # MIER-wR and MIER (one set of runs): the config's 100k (seed 0: 86 min, beside another run)
     python benchmarks/learning.py --config mier_point_robot_ood --seeds 0 1 2 --env-steps 100000 --runs-dir $RUNS
-    # RL²: 3.84M, where point-robot RL² adapted (seeds one after another: 44-48 min each)
+    # RL²: 3.84M, where point-robot RL² adapted (535 s per seed at 16dd344, beside 1-3 other processes)
     python benchmarks/learning.py --config rl2_point_robot_ood --seeds 0 1 2 --env-steps 3840000 --runs-dir $RUNS
     # MAML-PG: 1.6M, flat from 1M on the point robot (one after another: 19-26 min each)
     python benchmarks/learning.py --config maml_point_robot_ood --seeds 0 1 2 --env-steps 1600000 --runs-dir $RUNS
