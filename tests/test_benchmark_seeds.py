@@ -151,3 +151,17 @@ def test_every_learning_baseline_puts_its_oracle_above_the_task_blind_policies()
     oracle, still = rotated["oracle (knows the angle)"], rotated["no action (ignores the task)"]
     assert still < 0 and oracle > 0.5 * still  # the oracle covers most of the distance along every episode
     assert set(BASELINES) == {"point_robot", "maml_model_point_robot_rotated"}
+
+
+def test_meta_test_pairs_after_and_before_per_seed_and_task() -> None:
+    from benchmarks.meta_test import summarize
+
+    def record(post: list[float], pre: list[float]) -> dict[str, Any]:
+        return {"tasks": {str(i): v for i, v in enumerate(post)}, "tasks_pre": {str(i): v for i, v in enumerate(pre)},
+                "env_steps": 100}
+
+    s = summarize({"seed0": record([-1.0, -2.0], [-4.0, -2.5]), "seed1": record([-3.0, -1.0], [-2.0, -6.0])})
+    assert s["post_minus_pre"]["n"] == 4 and s["post_minus_pre"]["mean"] == pytest.approx((3 + 0.5 - 1 + 5) / 4)
+    assert s["post_minus_pre_per_seed"] == {"seed0": 1.75, "seed1": 2.0}
+    assert s["post_minus_pre_over_seeds"]["n"] == 2 and s["pairs_post_above_pre"] == 3
+    assert s["return_pre_adapt"]["mean"] == pytest.approx(-14.5 / 4) and s["seeds"] == ["seed0", "seed1"]
