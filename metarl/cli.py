@@ -39,6 +39,7 @@ from metarl.tracking import (
 )
 from metarl.training.atomic_io import AtomicCheckpointIO
 from metarl.training.callbacks import MetaCheckpoint
+from metarl.training.metrics_csv import install_csv_writers
 from metarl.training.module import MetaTrainModule
 from metarl.training.progress import EnvStepProgressBar, FreshStepMetrics
 from metarl.training.resume import (
@@ -52,7 +53,7 @@ from metarl.training.resume import (
 )
 from metarl.training.run_checks import check_module, check_numbers
 from metarl.training.run_console import RunConsole
-from metarl.training.run_dir import continue_run, install_csv_writers, prepare_run_folders
+from metarl.training.run_dir import continue_run, prepare_run_folders
 from metarl.training.seed_args import check_checkpoint_seeds, instantiate_seeds, read_seeds
 
 TRAINER_DEFAULTS: dict[str, Any] = {

@@ -60,6 +60,16 @@ def test_default_root_dir_moves_the_runs_logs_and_checkpoints(tmp_path: Path, mo
     run_main([*TINY, f"--trainer.default_root_dir={scratch}", "--ckpt_path", "last"])
     assert load(run / "checkpoints" / "last.ckpt")["metarl"]["counters"]["env_steps"] == 400
     assert not (scratch / "csv" / "version_1").exists() and not (tmp_path / "runs").exists()
+    # From another folder, the checkpoint's path alone continues the run in its own folder, not in a
+    # new one under the config's root (runs/debug, relative to where the command is typed).
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    rows = len(_rows(run / "metrics.csv"))
+    run_main([*TINY, "--model.init_args.total_env_steps=600", "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    assert load(run / "checkpoints" / "last.ckpt")["metarl"]["counters"]["env_steps"] == 600
+    assert len(_rows(run / "metrics.csv")) > rows and not list(elsewhere.iterdir())
+    assert [p.name for p in (scratch / "csv").iterdir()] == ["version_0"]
 
 
 @pytest.mark.parametrize("where", ["checkpoint-folder", "log-folder"])

@@ -9,13 +9,11 @@
   W&B run id (both recorded in every checkpoint, see :func:`run_identity`).
 - Hidden ``*.tmp`` files that a save cut short by SIGKILL left in the checkpoint folder are removed
   when the run starts again.
-- Per-task training returns go to ``train_task_returns.csv`` (one row per played episode), not to
-  one column per task in ``metrics.csv``.
+- The run's ``metrics.csv`` writer: metarl/training/metrics_csv.py.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import sys
@@ -35,10 +33,6 @@ from metarl.tracking import config_get, logger_configs
 TMP_FILE = re.compile(r"^\..+\.ckpt\..+\.tmp$")
 #: ``last.ckpt``, and ``last-vN.ckpt`` of folders written by older metarl versions.
 LAST_FILE = re.compile(r"^last(-v\d+)?\.ckpt$")
-TASK_PREFIX = "train/return_task/"
-#: ``train/return_task/<k>``, and ``seed<s>/train/return_task/<k>`` of a multi-seed run.
-TASK_KEY = re.compile(r"^(?:seed(\d+)/)?train/return_task/(.+)$")
-TASK_RETURNS_FILE = "train_task_returns.csv"
 
 
 class RunFolderError(ConfigError):
@@ -198,19 +192,36 @@ def _version_from_path(ckpt_path: Path, save_dir: str, name: Any) -> str | None:
     return folder.parent.name
 
 
+def _run_root(ckpt_path: Path, name: Any) -> Path | None:
+    """``<root>`` of a checkpoint at ``<root>/<name>/<version>/checkpoints/<file>`` (a CSV run's layout)."""
+    folder = ckpt_path.absolute().parent
+    if folder.name != "checkpoints" or folder.parent.parent.name != str(name if name is not None else "lightning_logs"):
+        return None
+    return folder.parent.parent.parent
+
+
 def continue_run(cfg: Any, ckpt_path: str, ckpt: dict[str, Any]) -> None:
     """Point a resumed run's loggers at the run it continues (unless the config names a version or
     id itself): the CSV version folder the checkpoint is in (else the one it recorded), so
-    ``metrics.csv`` is appended to and the checkpoints land beside the old ones, and the W&B run id."""
+    ``metrics.csv`` is appended to and the checkpoints land beside the old ones, and the W&B run id.
+    A checkpoint in a run folder under another root than the config's (``--ckpt_path`` typed from
+    another folder, or a run moved) continues in its own run folder: the loggers that wrote under the
+    config's root write under the checkpoint's, unless ``checkpoint.dirpath`` says where to go."""
     saved = ckpt.get("metarl_run") or {}
-    for logger in logger_configs(cfg.get("trainer.logger")):
-        class_path = str(config_get(logger, "class_path") or "")
-        init_args = config_get(logger, "init_args")
+    loggers = [(str(config_get(lg, "class_path") or ""), config_get(lg, "init_args"))
+               for lg in logger_configs(cfg.get("trainer.logger"))]
+    moved: tuple[str, Path] | None = None  # (the config's root, the checkpoint's)
+    for class_path, init_args in loggers:
         if init_args is None:
             continue
         if class_path.endswith("CSVLogger") and config_get(init_args, "version") is None:
             save_dir = config_get(init_args, "save_dir") or cfg.get("trainer.default_root_dir") or "."
-            version = _version_from_path(Path(ckpt_path), save_dir, config_get(init_args, "name"))
+            name = config_get(init_args, "name")
+            version = _version_from_path(Path(ckpt_path), save_dir, name)
+            root = _run_root(Path(ckpt_path), name) if version is None and moved is None else None
+            if root is not None and cfg.get("checkpoint.dirpath") is None:
+                moved, version = (str(save_dir), root), Path(ckpt_path).absolute().parent.parent.name
+                _set(init_args, "save_dir", str(root))
             if version is None:
                 version = saved.get("csv_version")
             if version is not None:
@@ -218,75 +229,10 @@ def continue_run(cfg: Any, ckpt_path: str, ckpt: dict[str, Any]) -> None:
         elif class_path.endswith("WandbLogger") and saved.get("wandb_id") \
                 and config_get(init_args, "id") is None and config_get(init_args, "version") is None:
             _set(init_args, "id", saved["wandb_id"])
-
-
-# ---------------------------------------------------------------------------------------------- metrics.csv
-class RunCSVWriter(ExperimentWriter):
-    """Lightning's CSV writer, except that:
-
-    - a resumed run appends to its ``metrics.csv`` (Lightning's deletes an existing one);
-    - ``train/return_task/<k>`` goes to ``train_task_returns.csv``, one row per played episode
-      (``step, train/env_steps, task, return``), not to one mostly-empty column per task; a
-      multi-seed run's ``seed<s>/train/return_task/<k>`` too, with a ``seed`` column.
-    """
-
-    def __init__(self, log_dir: str, append: bool) -> None:
-        self._append = append
-        super().__init__(log_dir)
-        self.task_returns_path = os.path.join(self.log_dir, TASK_RETURNS_FILE)
-        self._task_rows: list[dict[str, Any]] = []
-        if append and self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-                self.metrics_keys = next(csv.reader(f), [])
-
-    def _check_log_dir_exists(self) -> None:
-        # prepare_run_folders has checked the folder: a new run's holds no metrics.csv, and a
-        # resumed run's metrics.csv is its own, to append to (Lightning's writer deletes it).
-        pass
-
-    def _record_new_keys(self) -> set[str]:
-        new = set().union(*self.metrics) - set(self.metrics_keys)
-        if new:  # the file is rewritten with the new header; otherwise the existing column order holds
-            self.metrics_keys = sorted(set(self.metrics_keys) | new)
-        return new
-
-    def log_metrics(self, metrics_dict: dict[str, Any], step: int | None = None) -> None:
-        tasks = {k: (m.group(1), m.group(2), v) for k, v in metrics_dict.items() if (m := TASK_KEY.match(k))}
-        if tasks:
-            env_steps = metrics_dict.get("train/env_steps")
-            for seed, task, value in sorted(tasks.values(), key=lambda t: (int(t[0] or 0), _task_order(t[1]))):
-                row = {"step": step, "train/env_steps": _number(env_steps), "task": task, "return": _number(value)}
-                self._task_rows.append(row if seed is None else {**row, "seed": int(seed)})
-            metrics_dict = {k: v for k, v in metrics_dict.items() if k not in tasks}
-        if metrics_dict:
-            super().log_metrics(metrics_dict, step)
-
-    def save(self) -> None:
-        super().save()
-        if not self._task_rows:
-            return
-        exists = self._fs.isfile(self.task_returns_path)
-        with self._fs.open(self.task_returns_path, "a" if exists else "w", newline="") as f:
-            seeded = ["seed"] if "seed" in self._task_rows[0] else []
-            writer = csv.DictWriter(f, fieldnames=["step", "train/env_steps", *seeded, "task", "return"])
-            if not exists:
-                writer.writeheader()
-            writer.writerows(self._task_rows)
-        self._task_rows = []
-
-
-def _number(value: Any) -> Any:
-    if value is None:
-        return ""
-    item = getattr(value, "item", None)
-    return item() if callable(item) else value
-
-
-def _task_order(tail: str) -> tuple[int, str]:
-    return (int(tail), "") if tail.isdigit() else (sys.maxsize, tail)
-
-
-def install_csv_writers(loggers: Iterable[Any], append: bool) -> None:
-    for logger in csv_loggers(loggers):
-        if logger._experiment is None:  # CSVLogger.experiment builds Lightning's writer lazily
-            logger._experiment = RunCSVWriter(logger.log_dir, append=append)
+    if moved is not None:
+        for class_path, init_args in loggers:  # the W&B run's files go with the run too
+            if class_path.endswith("WandbLogger") and init_args is not None \
+                    and str(config_get(init_args, "save_dir")) == moved[0]:
+                _set(init_args, "save_dir", str(moved[1]))
+        print(f"metarl: resuming in the checkpoint's own run folder under {moved[1]} (not under the config's "
+              f"{moved[0]})", file=sys.stderr)
