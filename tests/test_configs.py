@@ -38,7 +38,8 @@ def test_the_design_lists_every_family_config() -> None:
     assert {f"{base}_ood" for base in OOD_PAIRS} <= {name.removesuffix(".yaml") for name in EXPERIMENTS}
     assert {"rl2_point_robot", "rl2_cheetah_vel"} <= {name.removesuffix(".yaml") for name in RL2}
     assert "maml_point_robot" in {name.removesuffix(".yaml") for name in MAML}
-    assert {"maml_model_point_robot", "maml_model_point_robot_ood", "maml_model_cheetah_vel"} <= {
+    assert {"maml_model_point_robot", "maml_model_point_robot_ood", "maml_model_point_robot_rotated",
+            "maml_model_cheetah_vel"} <= {
         name.removesuffix(".yaml") for name in MAML_MODEL}
     known = set(MQL) | set(PEARL) | set(MIER) | set(RL2) | set(MAML) | set(MAML_MODEL)
     assert known == set(EXPERIMENTS), "a shipped config of no known method"
