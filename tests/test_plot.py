@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from metarl.plot import main, read_metrics, smooth
+from tests.resume_support import run_main
 
 COLUMNS = ["adapt/ess", "adapt/lambda", "adapt/beta_mean", "adapt/classifier_acc", "epoch", "eval/env_steps",
            "eval/return_post_adapt", "eval/return_pre_adapt", "step", "train/env_steps", "train/return",
@@ -81,7 +82,9 @@ def test_bad_paths_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "no metrics.csv below" in capsys.readouterr().err
 
 
-def test_plot_command_on_a_tiny_run(tmp_path: Path) -> None:
+def test_plot_command_on_a_tiny_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny run (in this process: a new one's imports cost more than the run), then the plot command
+    as a user types it."""
     env = {**os.environ, "WANDB_MODE": "disabled", "RL_LOGGING_LEVEL": "WARNING", "PYTHONWARNINGS": "ignore",
            "OMP_NUM_THREADS": "1"}
 
@@ -89,9 +92,9 @@ def test_plot_command_on_a_tiny_run(tmp_path: Path) -> None:
         return subprocess.run([sys.executable, "-m", "metarl", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=300)
 
-    fit = metarl("fit", "--config", "point_robot.yaml", "--config", "debug.yaml",
-                 "--trainer.logger=pytorch_lightning.loggers.CSVLogger", "--trainer.logger.save_dir=runs/tiny")
-    assert fit.returncode == 0, fit.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    run_main(["fit", "--config", "point_robot.yaml", "--config", "debug.yaml",
+              "--trainer.logger=pytorch_lightning.loggers.CSVLogger", "--trainer.logger.save_dir=runs/tiny"])
     plot = metarl("plot", "runs/tiny")
     assert plot.returncode == 0, plot.stderr[-3000:]
     written = [Path(line) for line in plot.stdout.split()]
