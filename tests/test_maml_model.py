@@ -189,6 +189,8 @@ def test_with_a_known_reward_the_model_predicts_the_dynamics_only_and_the_planne
     assert not m.model.reward_head and m.model.net[-1].out_features == 2  # Δs only: GrBAL's setting
     adapter = m.eval_policy.adapter
     assert adapter.reward_fn is m.family.reward_fn is not None
+    with pytest.raises(ValueError, match="exactly when the model has no reward head"):
+        type(adapter)(m.model, 2, M, m.mpc)  # a headless model and no reward: nothing to plan with
     m.collect(200, "random")
     m.env_steps = 200  # past the random first iteration
     opt = m.configure_optimizers()
