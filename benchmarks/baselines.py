@@ -85,5 +85,6 @@ def point_robot_rotated(starts_per_task: int = 20, seed: int = 0) -> dict[str, f
             "oracle (knows the angle)": _mean_return("point-robot-rotated", oracle, starts_per_task, seed)}
 
 
+#: Config name -> its eval tasks' fixed policies (the same tasks for every method on one family).
 BASELINES: dict[str, Callable[[], dict[str, float]]] = {
-    "point_robot": point_robot, "maml_model_point_robot_rotated": point_robot_rotated}
+    "point_robot": point_robot, "mier_point_robot": point_robot, "maml_model_point_robot_rotated": point_robot_rotated}

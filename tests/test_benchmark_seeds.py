@@ -150,7 +150,7 @@ def test_every_learning_baseline_puts_its_oracle_above_the_task_blind_policies()
     rotated = point_robot_rotated(starts_per_task=3)  # every task starts from the same 3 states
     oracle, still = rotated["oracle (knows the angle)"], rotated["no action (ignores the task)"]
     assert still < 0 and oracle > 0.5 * still  # the oracle covers most of the distance along every episode
-    assert set(BASELINES) == {"point_robot", "maml_model_point_robot_rotated"}
+    assert set(BASELINES) == {"point_robot", "mier_point_robot", "maml_model_point_robot_rotated"}
 
 
 def test_meta_test_pairs_after_and_before_per_seed_and_task() -> None:
