@@ -178,7 +178,8 @@ FAMILIES = {
         sample=sample_ood_halves, env_class=PointEnv, check=check_goal, obs_dim=lambda _: 2, act_dim=2,
         reference="metarl's own OOD split of PEARL's point-robot (methods-reference §8.4): train goals x in "
                   "[-1, 0], eval goals x in [0.5, 1]",
-    ),    "point-robot-rotated": FamilySpec(
+    ),
+    "point-robot-rotated": FamilySpec(
         name="point-robot-rotated",
         options={**_options(), "seed": seed_option(1337, "as the point robots")},
         sample=sample_angles, env_class=RotatedPointEnv, check=check_rotation, obs_dim=lambda _: 2, act_dim=2,

@@ -182,22 +182,13 @@ def _set(node: Any, key: str, value: Any) -> None:
         setattr(node, key, value)
 
 
-def _version_from_path(ckpt_path: Path, save_dir: str, name: Any) -> str | None:
-    """``<save_dir>/<name>/<version>/checkpoints/<file>``: the version folder the checkpoint is in."""
-    folder = ckpt_path.parent
-    if folder.name != "checkpoints":
-        return None
-    if not _same_folder(folder.parent.parent, Path(save_dir) / str(name if name is not None else "lightning_logs")):
-        return None
-    return folder.parent.name
-
-
-def _run_root(ckpt_path: Path, name: Any) -> Path | None:
-    """``<root>`` of a checkpoint at ``<root>/<name>/<version>/checkpoints/<file>`` (a CSV run's layout)."""
+def _run_layout(ckpt_path: Path, name: Any) -> tuple[Path, str] | None:
+    """``(<root>, <version>)`` of a checkpoint at ``<root>/<name>/<version>/checkpoints/<file>`` (a CSV
+    run's layout; ``name`` None is CSVLogger's default), else None."""
     folder = ckpt_path.absolute().parent
     if folder.name != "checkpoints" or folder.parent.parent.name != str(name if name is not None else "lightning_logs"):
         return None
-    return folder.parent.parent.parent
+    return folder.parent.parent.parent, folder.parent.name
 
 
 def continue_run(cfg: Any, ckpt_path: str, ckpt: dict[str, Any]) -> None:
@@ -216,12 +207,13 @@ def continue_run(cfg: Any, ckpt_path: str, ckpt: dict[str, Any]) -> None:
             continue
         if class_path.endswith("CSVLogger") and config_get(init_args, "version") is None:
             save_dir = config_get(init_args, "save_dir") or cfg.get("trainer.default_root_dir") or "."
-            name = config_get(init_args, "name")
-            version = _version_from_path(Path(ckpt_path), save_dir, name)
-            root = _run_root(Path(ckpt_path), name) if version is None and moved is None else None
-            if root is not None and cfg.get("checkpoint.dirpath") is None:
-                moved, version = (str(save_dir), root), Path(ckpt_path).absolute().parent.parent.name
-                _set(init_args, "save_dir", str(root))
+            layout = _run_layout(Path(ckpt_path), config_get(init_args, "name"))
+            version = None
+            if layout is not None and _same_folder(layout[0], Path(save_dir)):
+                version = layout[1]  # the run under the config's root
+            elif layout is not None and moved is None and cfg.get("checkpoint.dirpath") is None:
+                moved, version = (str(save_dir), layout[0]), layout[1]  # the run under another root
+                _set(init_args, "save_dir", str(layout[0]))
             if version is None:
                 version = saved.get("csv_version")
             if version is not None:
